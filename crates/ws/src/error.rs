@@ -1,0 +1,129 @@
+//! The transport's error type.
+
+use std::fmt;
+use std::io;
+
+use wshub_proto::handshake::HandshakeError;
+use wshub_proto::SendError;
+
+/// Why a WebSocket operation failed.
+///
+/// Kept small (the hot path returns `Result<Message, WsError>` for every
+/// message): the larger payloads are boxed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WsError {
+    /// The connection failed in the protocol core: the peer broke the
+    /// protocol (a close frame with the matching code was sent), it sent
+    /// nothing within the keepalive timeout (close 1011), it did not answer
+    /// our close frame in time ([`wshub_proto::Error::CloseTimeout`]), or
+    /// the transport ended without a closing handshake
+    /// ([`wshub_proto::Error::AbnormalClosure`]).
+    Protocol(wshub_proto::Error),
+    /// The transport (TCP or TLS) failed.
+    Io(io::Error),
+    /// The connection is closing or closed: no more messages may be sent.
+    Closed,
+    /// The write queue is over the high-water mark and
+    /// [`Options::fail_fast_when_full`](crate::Options::fail_fast_when_full)
+    /// is set. Nothing was queued; the connection is still usable.
+    QueueFull,
+    /// The TCP/TLS connect or the opening handshake did not finish in time.
+    Timeout,
+    /// The opening handshake failed: a malformed or oversized request
+    /// (the server answered it with 400 or 431), or a response our client
+    /// refused (including a status other than 101).
+    Handshake(Box<HandshakeError>),
+    /// Our server refused the handshake with this HTTP status (the
+    /// response was sent): wrong version (426), wrong method (405), a
+    /// failed `accept_with` check (e.g. 403), ...
+    Rejected {
+        /// The HTTP status sent.
+        status: u16,
+        /// The reason sent as the response body.
+        reason: String,
+    },
+    /// The URL is not a usable `ws://` or `wss://` URL.
+    InvalidUrl(String),
+    /// TLS could not be set up: unreadable PEM, no usable key, an invalid
+    /// server name, a rejected configuration.
+    Tls(String),
+    /// A command was refused before anything was queued: a ping payload
+    /// or close reason too long, or a close code that may not be sent.
+    Send(SendError),
+}
+
+impl fmt::Display for WsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WsError::Protocol(e) => write!(f, "websocket: {e}"),
+            WsError::Io(e) => write!(f, "websocket transport: {e}"),
+            WsError::Closed => f.write_str("websocket is closed"),
+            WsError::QueueFull => f.write_str("websocket write queue is full"),
+            WsError::Timeout => f.write_str("websocket connect or handshake timed out"),
+            WsError::Handshake(e) => write!(f, "websocket handshake: {e}"),
+            WsError::Rejected { status, reason } => {
+                write!(f, "websocket handshake rejected with HTTP {status}: {reason}")
+            }
+            WsError::InvalidUrl(why) => write!(f, "invalid websocket URL: {why}"),
+            WsError::Tls(why) => write!(f, "TLS setup: {why}"),
+            WsError::Send(e) => write!(f, "websocket command refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WsError::Protocol(e) => Some(e),
+            WsError::Io(e) => Some(e),
+            WsError::Handshake(e) => Some(&**e),
+            WsError::Send(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for WsError {
+    fn from(e: io::Error) -> Self {
+        WsError::Io(e)
+    }
+}
+
+impl From<wshub_proto::Error> for WsError {
+    fn from(e: wshub_proto::Error) -> Self {
+        WsError::Protocol(e)
+    }
+}
+
+impl From<HandshakeError> for WsError {
+    fn from(e: HandshakeError) -> Self {
+        WsError::Handshake(Box::new(e))
+    }
+}
+
+impl From<SendError> for WsError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Closed => WsError::Closed,
+            other => WsError::Send(other),
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for WsError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        WsError::Timeout
+    }
+}
+
+impl From<WsError> for io::Error {
+    fn from(e: WsError) -> Self {
+        match e {
+            WsError::Io(e) => e,
+            WsError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
+            WsError::Closed => io::Error::new(io::ErrorKind::NotConnected, e),
+            other => io::Error::other(other),
+        }
+    }
+}
