@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use wshub_proto::{CloseCode, Connection, DeflateParams, Event, Message, Role, State};
@@ -20,8 +21,8 @@ use crate::error::WsError;
 
 /// Bytes reserved in the receive buffer before a read (small messages).
 const READ_CHUNK: usize = 8 * 1024;
-/// Largest read reservation while a big frame is arriving: the reservation
-/// doubles with the bytes already buffered, up to this.
+/// Largest read reservation while a big frame is arriving (the reservation
+/// is twice the bytes already buffered, up to this).
 const READ_CHUNK_MAX: usize = 256 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
@@ -193,6 +194,7 @@ impl<S> Core<S> {
             | Outcome::Proto(wshub_proto::Error::KeepaliveTimeout) => Some(Duration::ZERO),
             _ => Some(self.close_timeout),
         };
+        tracing::debug!(role = ?self.conn.role(), outcome = ?outcome, "websocket closing");
         if self.outcome.is_none() {
             self.outcome = Some(outcome);
         }
@@ -206,6 +208,7 @@ impl<S> Core<S> {
     }
 
     fn fail_io(&mut self, e: &io::Error) {
+        tracing::debug!(role = ?self.conn.role(), error = %e, "websocket transport failed");
         if self.outcome.is_none() {
             self.outcome = Some(Outcome::Io(e.kind(), e.to_string()));
         }
@@ -248,7 +251,10 @@ impl<S> Core<S> {
     /// connection, within the high-water mark.
     fn stash(&mut self, m: Message) {
         if self.inbox_bytes + m.len() > self.hwm && !self.inbox.is_empty() {
-            tracing::debug!(len = m.len(), "websocket: message dropped while closing (inbox full)");
+            tracing::debug!(
+                len = m.len(),
+                "websocket: message dropped while closing (inbox full)"
+            );
             return;
         }
         self.inbox_bytes += m.len();
@@ -281,6 +287,11 @@ impl<S> Core<S> {
     pub(crate) fn feed_binary(&mut self, b: &[u8]) -> Result<(), WsError> {
         self.check_room(b.len())?;
         Ok(self.conn.send_binary(b)?)
+    }
+
+    pub(crate) fn feed_encoded(&mut self, frame: Bytes) -> Result<(), WsError> {
+        self.check_room(frame.len())?;
+        Ok(self.conn.send_encoded(frame)?)
     }
 
     pub(crate) fn feed_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
@@ -318,7 +329,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// Reads what the socket has straight into the core's receive buffer.
     fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let buf = self.conn.recv_buffer();
-        let want = buf.len().clamp(READ_CHUNK, READ_CHUNK_MAX);
+        // A frame in progress is at least as large again as what is
+        // buffered: grow the reservation geometrically (fewer reads).
+        let want = buf
+            .len()
+            .saturating_mul(2)
+            .clamp(READ_CHUNK, READ_CHUNK_MAX);
         if buf.capacity() - buf.len() < want / 2 {
             buf.reserve(want);
         }
@@ -475,7 +491,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
 
     // ----- what the public API calls ---------------------------------------
 
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, WsError>>> {
         if let Some(m) = self.pop_inbox() {
             return Poll::Ready(Some(Ok(m)));
         }

@@ -63,7 +63,10 @@ impl fmt::Display for WsError {
             WsError::Timeout => f.write_str("websocket connect or handshake timed out"),
             WsError::Handshake(e) => write!(f, "websocket handshake: {e}"),
             WsError::Rejected { status, reason } => {
-                write!(f, "websocket handshake rejected with HTTP {status}: {reason}")
+                write!(
+                    f,
+                    "websocket handshake rejected with HTTP {status}: {reason}"
+                )
             }
             WsError::InvalidUrl(why) => write!(f, "invalid websocket URL: {why}"),
             WsError::Tls(why) => write!(f, "TLS setup: {why}"),

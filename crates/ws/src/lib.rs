@@ -1,1 +1,80 @@
-//! placeholder
+//! # wshub-ws: the tokio transport for the wshub WebSocket engine
+//!
+//! This crate puts the sans-I/O core [`wshub_proto`] on tokio byte streams.
+//! It owns: accepting ([`accept`], [`accept_with`], and [`upgrade`] for
+//! hyper/axum services) and connecting ([`connect`] for `ws://` and
+//! `wss://`, [`connect_on`] over any stream); TLS with rustls
+//! ([`tls_acceptor_from_pem`], [`TlsOptions`]); the timers (handshake
+//! timeout, keepalive, close timeout, lingering close); the bounded write
+//! queue with its high-water mark; and vectored writes, one per wakeup.
+//!
+//! It must not know about what runs on top: no gateway, channels,
+//! sessions or client protocol. It never parses frames itself (that is the
+//! core's job) and never spawns tasks: a [`WebSocket`] does its I/O inside
+//! the calls you make, with no channel or task per connection. Split it
+//! ([`WebSocket::split`]) to read and write from two tasks.
+//!
+//! Every `async fn` documents its cancel safety; [`WebSocket::recv`] is
+//! cancel safe, so it can sit in `tokio::select!` next to a ticker or a
+//! channel without losing a partly received frame.
+//!
+//! ```no_run
+//! use wshub_ws::{accept, connect, ClientOptions, CloseCode, Message, ServerOptions};
+//!
+//! # async fn run() -> Result<(), wshub_ws::WsError> {
+//! // An echo server.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! tokio::spawn(async move {
+//!     let opts = ServerOptions::default();
+//!     while let Ok((tcp, _)) = listener.accept().await {
+//!         let _ = tcp.set_nodelay(true);
+//!         let opts = opts.clone();
+//!         tokio::spawn(async move {
+//!             let mut ws = accept(tcp, &opts).await?;
+//!             while let Some(msg) = ws.recv().await {
+//!                 ws.send(msg?).await?;
+//!             }
+//!             Ok::<_, wshub_ws::WsError>(())
+//!         });
+//!     }
+//! });
+//!
+//! // A client.
+//! let mut ws = connect("ws://127.0.0.1:9001/echo", &ClientOptions::default()).await?;
+//! ws.send_text("hello").await?;
+//! if let Some(Ok(Message::Text(t))) = ws.recv().await {
+//!     assert_eq!(&*t, "hello");
+//! }
+//! ws.close(CloseCode::NORMAL, "bye").await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod engine;
+mod error;
+mod options;
+mod server;
+mod split;
+mod stream;
+mod tls;
+mod websocket;
+
+pub use client::{connect, connect_on, ClientOptions};
+pub use error::WsError;
+pub use options::Options;
+pub use server::{
+    accept, accept_with, upgrade, RejectResponse, ServerOptions, UpgradeFut, UpgradeResponse,
+    UpgradedWebSocket,
+};
+pub use split::{WsReader, WsWriter};
+pub use stream::MaybeTlsStream;
+pub use tls::{tls_acceptor_from_pem, TlsOptions};
+pub use websocket::WebSocket;
+
+/// The protocol core this crate drives, re-exported for its types
+/// (handshake options, limits, errors).
+pub use wshub_proto as proto;
+pub use wshub_proto::handshake::{reject, Rejection, RequestHead};
+pub use wshub_proto::{
+    CloseCode, Config, DeflateConfig, DeflateParams, KeepAlive, Limits, Message, Utf8Bytes,
+};

@@ -1,0 +1,14 @@
+//! Interop tests: `wshub` and the wshub Rust client against WebSocket peers
+//! that we did not write (Python `websockets`, Node `ws`).
+//!
+//! Every test spawns real processes on 127.0.0.1 with ephemeral ports; every
+//! wait is bounded; every spawned process is killed when its guard drops. A
+//! missing peer fails the test with the command that installs it (CI
+//! installs them; see `tests/interop/`).
+
+mod connect_cli;
+mod node_peer;
+mod payload;
+mod python_peer;
+mod rust_client;
+mod support;

@@ -1,0 +1,352 @@
+//! Server side: the opening handshake over a raw stream ([`accept`],
+//! [`accept_with`]) or inside a hyper/axum service ([`upgrade`]).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout, timeout_at, Instant};
+use wshub_proto::handshake::{self, Accepted, Rejection, RequestHead};
+use wshub_proto::{Config, Connection, DeflateConfig, Role};
+
+use crate::error::WsError;
+use crate::options::Options;
+use crate::websocket::WebSocket;
+
+/// How long a server keeps reading (and discarding) after sending a
+/// handshake rejection, so that unread request bytes do not turn the close
+/// into a reset that destroys the response in flight.
+const REJECT_LINGER: Duration = Duration::from_millis(500);
+
+/// Settings for accepting WebSocket connections.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Per-connection settings (limits, keepalive, write queue, handshake
+    /// timeout).
+    pub ws: Options,
+    /// What the handshake accepts: subprotocols, permessage-deflate, extra
+    /// response headers. When `handshake.deflate` is set, its compression
+    /// level and minimum size also apply to the connection.
+    pub handshake: handshake::ServerOptions,
+}
+
+impl ServerOptions {
+    /// Sets [`ServerOptions::ws`].
+    pub fn ws(mut self, v: Options) -> Self {
+        self.ws = v;
+        self
+    }
+    /// Sets [`ServerOptions::handshake`].
+    pub fn handshake(mut self, v: handshake::ServerOptions) -> Self {
+        self.handshake = v;
+        self
+    }
+    /// Sets the subprotocols we speak, most preferred first.
+    pub fn subprotocols<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
+        self.handshake = self.handshake.subprotocols(protocols);
+        self
+    }
+    /// Sets the permessage-deflate policy (`None`: no compression).
+    pub fn deflate(mut self, v: Option<DeflateConfig>) -> Self {
+        self.handshake = self.handshake.deflate(v);
+        self
+    }
+}
+
+/// The connection configuration: `ws.config`, with the compression level
+/// and threshold of the handshake's deflate policy.
+pub(crate) fn conn_config(ws: &Options, deflate: Option<&DeflateConfig>) -> Config {
+    let config = ws.config.clone();
+    match deflate {
+        Some(d) => config.deflate(d.clone()),
+        None => config,
+    }
+}
+
+/// Accepts a WebSocket connection on `stream` (TCP, TLS, ...).
+///
+/// Reads the upgrade request (at most `limits.max_handshake_bytes`, within
+/// `handshake_timeout`), answers `101 Switching Protocols`, and returns the
+/// connection. A bad request is answered with the RFC's status (400, 405,
+/// 426 with `Sec-WebSocket-Version: 13`, 431) and fails with
+/// [`WsError::Handshake`] or [`WsError::Rejected`]; a slow one fails with
+/// [`WsError::Timeout`].
+///
+/// Set `TCP_NODELAY` on accepted TCP sockets: the connection batches its
+/// writes itself. For `wss://`, bound the TLS handshake you run before this
+/// call with your own timeout (`handshake_timeout` starts here).
+///
+/// **Cancel safety:** not cancel safe: cancelling loses the stream.
+pub async fn accept<S>(stream: S, opts: &ServerOptions) -> Result<WebSocket<S>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(stream, opts, |_| Ok(())).await
+}
+
+/// Like [`accept`], with a check on the request before it is accepted:
+/// return a [`Rejection`] (e.g. `wshub_proto::handshake::reject(403,
+/// "origin not allowed")`) to refuse it with that response.
+///
+/// **Cancel safety:** not cancel safe: cancelling loses the stream.
+pub async fn accept_with<S, F>(
+    mut stream: S,
+    opts: &ServerOptions,
+    check: F,
+) -> Result<WebSocket<S>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&RequestHead<'_>) -> Result<(), Rejection>,
+{
+    let limits = &opts.ws.config.limits;
+    let deadline = Instant::now() + opts.ws.handshake_timeout;
+    let mut buf = BytesMut::with_capacity(1024);
+    // Read until the head is complete (or invalid).
+    let read = timeout_at(deadline, async {
+        loop {
+            let n = stream.read_buf(&mut buf).await?;
+            match handshake::parse_request(&buf, limits) {
+                Ok(Some(_)) => return Ok(Ok(())),
+                Ok(None) if n == 0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed during the opening handshake",
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    })
+    .await;
+    let answer = match read {
+        Err(_) => return Err(WsError::Timeout),
+        Ok(Err(e)) => return Err(WsError::Io(e)),
+        Ok(Ok(Err(e))) => {
+            if let Some(rej) = e.rejection() {
+                send_rejection(&mut stream, &rej, deadline).await;
+            }
+            return Err(e.into());
+        }
+        Ok(Ok(Ok(()))) => {
+            let Ok(Some((head, used))) = handshake::parse_request(&buf, limits) else {
+                unreachable!("the head parsed a moment ago");
+            };
+            let answer = check(&head).and_then(|()| handshake::accept(&head, &opts.handshake));
+            (answer, used)
+        }
+    };
+    match answer {
+        (Ok(accepted), used) => {
+            let written = timeout_at(deadline, async {
+                stream.write_all(&accepted.response).await?;
+                stream.flush().await
+            })
+            .await;
+            match written {
+                Err(_) => return Err(WsError::Timeout),
+                Ok(Err(e)) => return Err(WsError::Io(e)),
+                Ok(Ok(())) => {}
+            }
+            let config = conn_config(&opts.ws, opts.handshake.deflate.as_ref());
+            let conn = Connection::new(Role::Server, config, accepted.deflate);
+            Ok(WebSocket::with_options(
+                stream,
+                conn,
+                &buf[used..],
+                accepted.subprotocol,
+                &opts.ws,
+            ))
+        }
+        (Err(rej), _) => {
+            send_rejection(&mut stream, &rej, deadline).await;
+            Err(WsError::Rejected {
+                status: rej.status,
+                reason: rej.reason,
+            })
+        }
+    }
+}
+
+/// Writes a rejection, half-closes, and drains briefly (best effort).
+async fn send_rejection<S>(stream: &mut S, rej: &Rejection, deadline: Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = timeout_at(deadline, async {
+        stream.write_all(&rej.response).await?;
+        stream.shutdown().await
+    })
+    .await;
+    let _ = timeout(REJECT_LINGER, async {
+        let mut scratch = [0u8; 1024];
+        while stream.read(&mut scratch).await? != 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
+}
+
+// ----- hyper / axum -------------------------------------------------------
+
+/// The WebSocket a hyper upgrade yields.
+pub type UpgradedWebSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The `101 Switching Protocols` response [`upgrade`] returns.
+pub type UpgradeResponse = Response<Empty<Bytes>>;
+
+/// The error response [`upgrade`] returns for a refused request: the status
+/// (400, 405, 426, ...), its headers and a plain-text reason.
+pub type RejectResponse = Response<Full<Bytes>>;
+
+/// Validates a WebSocket upgrade request inside an HTTP server (hyper 1,
+/// axum) with the same handshake code as [`accept`].
+///
+/// On success returns the `101` response to hand back to the server and
+/// an [`UpgradeFut`] that resolves to the connection once the server has
+/// sent the response (spawn a task that awaits it). On failure returns the
+/// error response (400, 405, 426, ...) to send instead. The connection of
+/// the hyper server must be served with upgrades enabled
+/// (`http1::Builder::serve_connection(..).with_upgrades()`).
+///
+/// ```no_run
+/// use http_body_util::{BodyExt, Empty, Full};
+/// use bytes::Bytes;
+///
+/// async fn handle(
+///     mut req: http::Request<hyper::body::Incoming>,
+/// ) -> Result<http::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
+///     let opts = wshub_ws::ServerOptions::default();
+///     match wshub_ws::upgrade(&mut req, &opts) {
+///         Ok((resp, fut)) => {
+///             tokio::spawn(async move {
+///                 let Ok(mut ws) = fut.await else { return };
+///                 while let Some(Ok(msg)) = ws.recv().await {
+///                     if ws.send(msg).await.is_err() { break; }
+///                 }
+///             });
+///             Ok(resp.map(|b| b.boxed()))
+///         }
+///         Err(resp) => Ok(resp.map(|b| b.boxed())),
+///     }
+/// }
+/// ```
+// The error is an HTTP response the caller hands straight back to the
+// server: boxing it would only add an allocation on a cold path.
+#[allow(clippy::result_large_err)]
+pub fn upgrade<B>(
+    req: &mut http::Request<B>,
+    opts: &ServerOptions,
+) -> Result<(UpgradeResponse, UpgradeFut), RejectResponse> {
+    let accepted = {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let head = RequestHead::from_parts(
+            req.method().as_str(),
+            req.version() == http::Version::HTTP_11,
+            path,
+            req.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
+        handshake::accept(&head, &opts.handshake)
+    };
+    let accepted = accepted.map_err(|rej| rejection_response(&rej))?;
+    let response = switching_response(&accepted).map_err(|e| {
+        rejection_response(&handshake::reject(
+            500,
+            &format!("cannot build the 101 response: {e}"),
+        ))
+    })?;
+    let fut = UpgradeFut {
+        on: hyper::upgrade::on(req),
+        config: Some(conn_config(&opts.ws, opts.handshake.deflate.as_ref())),
+        deflate: accepted.deflate,
+        protocol: accepted.subprotocol,
+        ws: opts.ws.clone(),
+    };
+    Ok((response, fut))
+}
+
+fn switching_response(acc: &Accepted) -> Result<UpgradeResponse, http::Error> {
+    let mut resp = Response::new(Empty::new());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (n, v) in &acc.headers {
+        resp.headers_mut().append(
+            HeaderName::from_bytes(n.as_bytes())?,
+            HeaderValue::from_str(v)?,
+        );
+    }
+    Ok(resp)
+}
+
+fn rejection_response(rej: &Rejection) -> RejectResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(rej.reason.clone())));
+    *resp.status_mut() =
+        StatusCode::from_u16(rej.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    for (n, v) in &rej.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+    resp
+}
+
+/// Resolves to the WebSocket once hyper has handed over the upgraded
+/// connection (see [`upgrade`]). Fails with [`WsError::Io`] if the HTTP
+/// connection ended before that.
+#[must_use = "futures do nothing unless awaited"]
+pub struct UpgradeFut {
+    on: hyper::upgrade::OnUpgrade,
+    config: Option<Config>,
+    deflate: Option<wshub_proto::DeflateParams>,
+    protocol: Option<String>,
+    ws: Options,
+}
+
+impl fmt::Debug for UpgradeFut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradeFut")
+            .field("protocol", &self.protocol)
+            .field("deflate", &self.deflate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for UpgradeFut {
+    type Output = Result<UpgradedWebSocket, WsError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let upgraded = ready!(Pin::new(&mut this.on).poll(cx))
+            .map_err(|e| WsError::Io(io::Error::other(e)))?;
+        let config = this
+            .config
+            .take()
+            .expect("UpgradeFut polled after completion");
+        let conn = Connection::new(Role::Server, config, this.deflate);
+        Poll::Ready(Ok(WebSocket::with_options(
+            TokioIo::new(upgraded),
+            conn,
+            &[],
+            this.protocol.take(),
+            &this.ws,
+        )))
+    }
+}

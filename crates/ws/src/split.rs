@@ -1,0 +1,290 @@
+//! [`WsReader`] and [`WsWriter`]: the two halves of a split [`WebSocket`].
+//!
+//! Both share one driver behind a mutex that is held only for the length of
+//! one non-blocking `poll_*` call. The stream is polled with a waker that
+//! wakes both halves, so whichever half the socket's readiness (or a timer)
+//! concerns gets to run even when the other polled last.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wshub_proto::{CloseCode, DeflateParams, Message};
+
+use crate::engine::Core;
+use crate::error::WsError;
+use crate::websocket::WebSocket;
+
+const READER: usize = 0;
+const WRITER: usize = 1;
+
+/// The wakers of the two halves; handed to the stream as one waker.
+#[derive(Default)]
+struct FanOut {
+    slots: Mutex<[Option<Waker>; 2]>,
+}
+
+impl FanOut {
+    fn slots(&self) -> MutexGuard<'_, [Option<Waker>; 2]> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, half: usize, w: &Waker) {
+        let mut slots = self.slots();
+        match &slots[half] {
+            Some(old) if old.will_wake(w) => {}
+            _ => slots[half] = Some(w.clone()),
+        }
+    }
+
+    fn wake_half(&self, half: usize) {
+        let w = self.slots()[half].take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let [a, b] = {
+            let mut s = self.slots();
+            [s[0].take(), s[1].take()]
+        };
+        if let Some(a) = a {
+            a.wake();
+        }
+        if let Some(b) = b {
+            b.wake();
+        }
+    }
+}
+
+struct Shared<S> {
+    core: Mutex<Core<S>>,
+    fanout: Arc<FanOut>,
+    waker: Waker,
+    protocol: Option<String>,
+    deflate: Option<DeflateParams>,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, Core<S>> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one poll of the driver on behalf of `half`, then wakes the
+    /// other half if the poll changed something it waits for.
+    fn poll<T>(
+        &self,
+        half: usize,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core<S>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.fanout.register(half, cx.waker());
+        let mut inner_cx = Context::from_waker(&self.waker);
+        let mut core = self.lock();
+        let before = core.progress();
+        let r = f(&mut core, &mut inner_cx);
+        let wake_other = core.concerns_other(before, half == READER);
+        drop(core);
+        if wake_other {
+            self.fanout.wake_half(1 - half);
+        }
+        r
+    }
+}
+
+pub(crate) fn split<S>(core: Core<S>) -> (WsReader<S>, WsWriter<S>) {
+    let fanout = Arc::new(FanOut::default());
+    let shared = Arc::new(Shared {
+        protocol: core.protocol.clone(),
+        deflate: core.deflate(),
+        core: Mutex::new(core),
+        waker: Waker::from(fanout.clone()),
+        fanout,
+    });
+    (
+        WsReader {
+            shared: shared.clone(),
+        },
+        WsWriter { shared },
+    )
+}
+
+/// The receiving half of a split [`WebSocket`] (see
+/// [`WebSocket::split`]).
+pub struct WsReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The sending half of a split [`WebSocket`] (see [`WebSocket::split`]).
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
+}
+
+impl<S> WsReader<S> {
+    /// What the peer sent in its close frame, once it closed.
+    pub fn close_info(&self) -> Option<(Option<CloseCode>, String)> {
+        self.shared.lock().close_info()
+    }
+
+    /// The subprotocol agreed on in the opening handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.protocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed on, if any.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.shared.deflate
+    }
+
+    /// Puts the halves back together. Fails (returning both) if they come
+    /// from different connections.
+    pub fn reunite(self, writer: WsWriter<S>) -> Result<WebSocket<S>, (WsReader<S>, WsWriter<S>)> {
+        if !Arc::ptr_eq(&self.shared, &writer.shared) {
+            return Err((self, writer));
+        }
+        drop(writer);
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => Ok(WebSocket {
+                core: shared
+                    .core
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner),
+            }),
+            Err(_) => unreachable!("both halves were given"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    /// The next data message; see [`WebSocket::recv`] (pings are answered
+    /// and the peer's close echoed here, even while the writer is idle).
+    ///
+    /// **Cancel safety:** cancel safe; dropping the future loses nothing.
+    pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
+        let shared = &self.shared;
+        poll_fn(|cx| shared.poll(READER, cx, |core, cx| core.poll_recv(cx))).await
+    }
+
+    /// A message already buffered, without I/O; see
+    /// [`WebSocket::try_recv`].
+    pub fn try_recv(&mut self) -> Option<Result<Message, WsError>> {
+        self.shared.lock().try_recv()
+    }
+}
+
+impl<S> WsWriter<S> {
+    /// Queues a message without writing it; see [`WebSocket::feed`].
+    pub fn feed(&mut self, msg: Message) -> Result<(), WsError> {
+        self.shared.lock().feed(msg)
+    }
+
+    /// Queues a shared pre-encoded frame; see [`WebSocket::feed_encoded`].
+    ///
+    /// # Panics
+    ///
+    /// On a client connection.
+    pub fn feed_encoded(&mut self, frame: Bytes) -> Result<(), WsError> {
+        self.shared.lock().feed_encoded(frame)
+    }
+
+    /// Whether messages may still be sent.
+    pub fn is_open(&self) -> bool {
+        self.shared.lock().is_open()
+    }
+
+    /// Bytes queued for the socket and not yet written.
+    pub fn buffered_out(&self) -> usize {
+        self.shared.lock().conn.buffered_out()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    /// Queues a message and flushes; see [`WebSocket::send`].
+    ///
+    /// **Cancel safety:** if cancelled, the message may stay queued; it is
+    /// written by the next flush (or by the reader's next wakeup).
+    pub async fn send(&mut self, msg: Message) -> Result<(), WsError> {
+        self.shared.lock().feed(msg)?;
+        self.flush().await
+    }
+
+    /// Sends a text message; see [`WebSocket::send_text`].
+    ///
+    /// **Cancel safety:** as [`send`](Self::send).
+    pub async fn send_text(&mut self, s: &str) -> Result<(), WsError> {
+        self.shared.lock().feed_text(s)?;
+        self.flush().await
+    }
+
+    /// Sends a binary message; see [`WebSocket::send_binary`].
+    ///
+    /// **Cancel safety:** as [`send`](Self::send).
+    pub async fn send_binary(&mut self, b: &[u8]) -> Result<(), WsError> {
+        self.shared.lock().feed_binary(b)?;
+        self.flush().await
+    }
+
+    /// Sends a shared pre-encoded frame; see [`WebSocket::send_encoded`].
+    ///
+    /// **Cancel safety:** as [`send`](Self::send).
+    ///
+    /// # Panics
+    ///
+    /// On a client connection.
+    pub async fn send_encoded(&mut self, frame: Bytes) -> Result<(), WsError> {
+        self.shared.lock().feed_encoded(frame)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued; see [`WebSocket::flush`].
+    ///
+    /// **Cancel safety:** if cancelled, bytes may remain queued; the next
+    /// flush writes them, in order.
+    pub async fn flush(&mut self) -> Result<(), WsError> {
+        let shared = &self.shared;
+        poll_fn(|cx| shared.poll(WRITER, cx, |core, cx| core.poll_flush(cx))).await
+    }
+
+    /// Sends a ping; see [`WebSocket::ping`].
+    ///
+    /// **Cancel safety:** as [`send`](Self::send).
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.shared.lock().feed_ping(payload)?;
+        self.flush().await
+    }
+
+    /// Closes the connection; see [`WebSocket::close`]. Completes even if
+    /// the reader is not being polled: messages read meanwhile are kept for
+    /// the reader (up to the high-water mark), and the reader's `recv`
+    /// returns `None` (or the failure) afterwards.
+    ///
+    /// **Cancel safety:** cancel safe: the close frame stays queued and the
+    /// handshake continues with the reader or the next `close`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        self.shared.lock().start_close(code, reason)?;
+        let shared = &self.shared;
+        poll_fn(|cx| shared.poll(WRITER, cx, |core, cx| core.poll_close(cx))).await
+    }
+}
