@@ -1,6 +1,5 @@
 //! The connection state machine: frames in, events out, commands to bytes.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
 use std::ops::Deref;
@@ -288,9 +287,10 @@ pub struct Connection {
     msg: Option<InMessage>,
     utf8: Utf8Validator,
     out: OutQueue,
-    deflate: Option<DeflateState>,
+    deflate: Option<Box<DeflateState>>,
     scratch: Vec<u8>,
-    masks: Option<MaskKeys>,
+    /// Client only; boxed so a server connection does not carry it.
+    masks: Option<Box<MaskKeys>>,
     close_sent: bool,
     pending_error: Option<Error>,
     // Timers.
@@ -298,7 +298,6 @@ pub struct Connection {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
-    events: VecDeque<Event>,
 }
 
 impl fmt::Debug for Connection {
@@ -325,20 +324,21 @@ impl Connection {
             msg: None,
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
-            deflate: deflate.map(|params| DeflateState {
-                params,
-                tx: None,
-                rx: None,
+            deflate: deflate.map(|params| {
+                Box::new(DeflateState {
+                    params,
+                    tx: None,
+                    rx: None,
+                })
             }),
             scratch: Vec::new(),
-            masks: (role == Role::Client).then(MaskKeys::new),
+            masks: (role == Role::Client).then(|| Box::new(MaskKeys::new())),
             close_sent: false,
             pending_error: None,
             alive: false,
             next_ping: None,
             pong_deadline: None,
             close_deadline: None,
-            events: VecDeque::new(),
             config,
         }
     }
@@ -384,11 +384,27 @@ impl Connection {
         self.rx.len()
     }
 
-    /// Releases the receive buffer's memory when nothing is buffered, so an
-    /// idle connection holds no read buffer.
+    /// Releases buffer memory that holds nothing: the receive buffer when
+    /// no bytes are pending, the send queue's spare room when it is empty,
+    /// so an idle connection holds no buffers.
     pub fn shrink_idle(&mut self) {
         if self.rx.is_empty() && self.frame.is_none() {
             self.rx = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out.tail = BytesMut::new();
+        }
+        if self.msg.is_none() {
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// How many more bytes the frame being received needs (its header or
+    /// the rest of its payload), to size the next read; 0 when unknown.
+    pub fn bytes_needed(&self) -> usize {
+        match &self.frame {
+            Some(f) => f.len.saturating_sub(self.rx.len()),
+            None => 0,
         }
     }
 
@@ -408,9 +424,6 @@ impl Connection {
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
-        }
-        if let Some(ev) = self.events.pop_front() {
-            return Ok(Some(ev));
         }
         loop {
             if self.state == State::Closed {
@@ -749,7 +762,7 @@ impl Connection {
     }
 
     fn queue_control(&mut self, op: OpCode, payload: &[u8]) {
-        let mask = self.masks.as_mut().map(MaskKeys::next);
+        let mask = self.masks.as_mut().map(|m| m.next());
         let before = self.out.tail.len();
         write_frame(&mut self.out.tail, true, false, op, mask, payload);
         self.out.tail_grew(before);
@@ -797,7 +810,7 @@ impl Connection {
             let fin = end == body.len();
             let opcode = if first { op } else { OpCode::Continuation };
             let chunk = &body[offset..end];
-            let mask = self.masks.as_mut().map(MaskKeys::next);
+            let mask = self.masks.as_mut().map(|m| m.next());
             let before = self.out.tail.len();
             match shared {
                 Some(b) if chunk.len() >= COPY_LIMIT => {

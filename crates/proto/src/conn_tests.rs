@@ -611,3 +611,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn read_hint_and_idle_shrink() {
+    let mut c = server();
+    let f = cf(true, false, OpCode::Binary, &[9; 1000]);
+    c.receive_data(&f[..100]);
+    assert_eq!(c.poll_event(), Ok(None));
+    assert_eq!(c.bytes_needed(), 1000 - (100 - 8), "header is 8 bytes");
+    c.receive_data(&f[100..]);
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Message(_)))));
+    assert_eq!(c.bytes_needed(), 0);
+    c.send_binary(&[1; 5000]).unwrap();
+    out(&mut c);
+    c.shrink_idle();
+    assert_eq!(c.recv_buffer().capacity(), 0);
+    // A server connection stays small: no masking-key pool inline.
+    assert!(
+        std::mem::size_of::<Connection>() <= 640,
+        "{}",
+        std::mem::size_of::<Connection>()
+    );
+}
