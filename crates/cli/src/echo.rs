@@ -79,18 +79,28 @@ async fn serve(args: Args) -> Result<()> {
     }
 }
 
-/// Echoes until the peer closes. Everything already received in one wakeup
-/// is queued, then written with a single flush.
+/// Echoes until the connection is over. Everything already received in one
+/// wakeup is queued, then written with a single flush. When the peer breaks
+/// the protocol mid-batch, the echoes queued before the offending frame
+/// still go out, followed by the close frame (the order Autobahn's strict
+/// mode checks), and `recv` then finishes the closing handshake.
 async fn echo<S>(mut ws: WebSocket<S>) -> Result<(), WsError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
+    let mut first_error = None;
     while let Some(msg) = ws.recv().await {
-        ws.feed(msg?)?;
-        while let Some(msg) = ws.try_recv() {
-            ws.feed(msg?)?;
+        let mut next = Some(msg);
+        while let Some(msg) = next {
+            if let Err(e) = msg.and_then(|m| ws.feed(m)) {
+                first_error.get_or_insert(e);
+                break;
+            }
+            next = ws.try_recv();
         }
-        ws.flush().await?;
+        if let Err(e) = ws.flush().await {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }

@@ -199,6 +199,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// Useful to drain a burst before one [`flush`](Self::flush):
     /// `recv().await`, then `try_recv()` in a loop, feeding the answers.
+    /// After it returns an error, the close frame is queued behind what was
+    /// fed before: `flush`, then call `recv` until `None` to finish the
+    /// closing handshake (dropping the socket instead loses both).
     pub fn try_recv(&mut self) -> Option<Result<Message, WsError>> {
         self.core.try_recv()
     }

@@ -7,6 +7,7 @@
 //! installs them; see `tests/interop/`).
 
 mod connect_cli;
+mod echo_strict;
 mod node_peer;
 mod payload;
 mod python_peer;
