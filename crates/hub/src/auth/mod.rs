@@ -1,0 +1,1 @@
+//! Connection and subscription tokens (being written).

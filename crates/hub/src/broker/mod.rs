@@ -1,0 +1,1 @@
+//! The Broker trait and the in-memory broker (being written).

@@ -1,0 +1,1 @@
+//! Configuration in the Centrifugo v6 file format (being written).

@@ -1,0 +1,1 @@
+//! Centrifugo client protocol v2 codec (being written).
