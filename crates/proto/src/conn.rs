@@ -292,9 +292,6 @@ pub struct Connection {
     /// Client only; boxed so a server connection does not carry it.
     masks: Option<Box<MaskKeys>>,
     close_sent: bool,
-    /// Where the last automatic pong sits in the send queue's tail (epoch,
-    /// start, end), while it is still the unsent end of the queue.
-    last_pong: Option<(u64, usize, usize)>,
     pending_error: Option<Error>,
     // Timers.
     alive: bool,
@@ -337,7 +334,6 @@ impl Connection {
             scratch: Vec::new(),
             masks: (role == Role::Client).then(|| Box::new(MaskKeys::new())),
             close_sent: false,
-            last_pong: None,
             pending_error: None,
             alive: false,
             next_ping: None,
@@ -565,7 +561,7 @@ impl Connection {
             OpCode::Ping => {
                 let payload = payload.freeze();
                 if self.config.auto_pong && self.state == State::Open {
-                    self.queue_auto_pong(&payload);
+                    self.queue_control(OpCode::Pong, &payload);
                 }
                 Ok(Some(Event::Ping(payload)))
             }
@@ -763,20 +759,6 @@ impl Connection {
         }
         self.queue_control(op, payload);
         Ok(())
-    }
-
-    /// Answers a ping. A pong still unsent at the end of the queue is
-    /// replaced rather than followed (RFC 6455 §5.5.3 allows answering only
-    /// the most recent ping), so a ping flood queues one pong, not many.
-    fn queue_auto_pong(&mut self, payload: &[u8]) {
-        if let Some((epoch, start, end)) = self.last_pong {
-            if epoch == self.out.epoch() && end == self.out.tail.len() {
-                self.out.truncate_tail(start);
-            }
-        }
-        let start = self.out.tail.len();
-        self.queue_control(OpCode::Pong, payload);
-        self.last_pong = Some((self.out.epoch(), start, self.out.tail.len()));
     }
 
     fn queue_control(&mut self, op: OpCode, payload: &[u8]) {

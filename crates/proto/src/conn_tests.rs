@@ -633,31 +633,3 @@ fn read_hint_and_idle_shrink() {
         std::mem::size_of::<Connection>()
     );
 }
-
-#[test]
-fn a_newer_ping_replaces_an_unsent_pong() {
-    let mut c = server();
-    let mut flood = Vec::new();
-    for i in 0..100u8 {
-        flood.extend(cf(true, false, OpCode::Ping, &[i]));
-    }
-    c.receive_data(&flood);
-    assert_eq!(events(&mut c).unwrap().len(), 100);
-    // One pong, for the latest ping.
-    assert_eq!(out(&mut c), b"\x8a\x01\x63");
-    // A pong that is followed by other frames, or already written, stays.
-    c.receive_data(&cf(true, false, OpCode::Ping, b"a"));
-    events(&mut c).unwrap();
-    c.send_text("t").unwrap();
-    c.receive_data(&cf(true, false, OpCode::Ping, b"b"));
-    events(&mut c).unwrap();
-    assert_eq!(out(&mut c), b"\x8a\x01a\x81\x01t\x8a\x01b");
-    c.receive_data(&cf(true, false, OpCode::Ping, b"c"));
-    events(&mut c).unwrap();
-    let mut first = [IoSlice::new(&[]); 1];
-    c.transmit_vectored(&mut first);
-    c.advance_transmit(1);
-    c.receive_data(&cf(true, false, OpCode::Ping, b"d"));
-    events(&mut c).unwrap();
-    assert_eq!(out(&mut c), b"\x01c\x8a\x01d");
-}

@@ -17,10 +17,6 @@ pub(crate) struct OutQueue {
     /// Bytes being appended after the last chunk.
     pub(crate) tail: BytesMut,
     len: usize,
-    /// Changes whenever bytes already in `tail` may have moved or left
-    /// (sealed into a chunk, or written): offsets into `tail` taken under
-    /// an older epoch are stale.
-    epoch: u64,
 }
 
 impl OutQueue {
@@ -39,18 +35,7 @@ impl OutQueue {
         self.len += self.tail.len() - before;
     }
 
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// Drops the unsent end of `tail` from offset `at`.
-    pub(crate) fn truncate_tail(&mut self, at: usize) {
-        self.len -= self.tail.len() - at;
-        self.tail.truncate(at);
-    }
-
     fn seal_tail(&mut self) {
-        self.epoch += 1;
         if !self.tail.is_empty() {
             let t = self.tail.split().freeze();
             self.chunks.push_back(t);
@@ -94,7 +79,6 @@ impl OutQueue {
     /// Drops `n` bytes from the front (after a write).
     pub(crate) fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advance past the end of the queue");
-        self.epoch += 1;
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
