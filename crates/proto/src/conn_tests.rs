@@ -633,3 +633,18 @@ fn read_hint_and_idle_shrink() {
         std::mem::size_of::<Connection>()
     );
 }
+
+#[test]
+fn every_ping_gets_its_own_pong_in_order() {
+    // Autobahn 2.10/2.11 (strict): ten pings in one batch, ten pongs back.
+    let mut c = server();
+    let mut batch = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..10u8 {
+        batch.extend(cf(true, false, OpCode::Ping, &[b'p', i]));
+        expect.extend([0x8a, 2, b'p', i]);
+    }
+    c.receive_data(&batch);
+    assert_eq!(events(&mut c).unwrap().len(), 10);
+    assert_eq!(out(&mut c), expect);
+}
