@@ -1,0 +1,696 @@
+//! Tests of the Centrifugo v6 configuration format: the three file formats,
+//! unknown keys, environment overrides, validation, channel resolution.
+
+// Configs are built the way code outside this crate must build them
+// (`#[non_exhaustive]` structs: default, then assign fields).
+#![allow(clippy::field_reassign_with_default)]
+
+use super::*;
+
+const JSON: &str = include_str!("testdata/config.json");
+const YAML: &str = include_str!("testdata/config.yaml");
+const TOML: &str = include_str!("testdata/config.toml");
+
+fn load(text: &str, format: Format) -> Loaded {
+    Loader::new().load_str(text, format).unwrap()
+}
+
+fn load_json(v: serde_json::Value) -> Result<Loaded, ConfigError> {
+    Loader::new().load_str(&v.to_string(), Format::Json)
+}
+
+fn env(vars: &[(&str, &str)]) -> Loader {
+    Loader::new().env_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn invalid(v: serde_json::Value) -> Vec<ValidationError> {
+    match load_json(v) {
+        Err(ConfigError::Invalid(errors)) => errors,
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+fn paths(errors: &[ValidationError]) -> Vec<&str> {
+    errors.iter().map(|e| e.path.as_str()).collect()
+}
+
+#[test]
+fn same_content_in_three_formats_gives_the_same_config() {
+    let j = load(JSON, Format::Json);
+    let y = load(YAML, Format::Yaml);
+    let t = load(TOML, Format::Toml);
+    assert!(j.warnings.is_empty(), "{:?}", j.warnings);
+    assert!(y.warnings.is_empty(), "{:?}", y.warnings);
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    assert_eq!(j.config, y.config);
+    assert_eq!(j.config, t.config);
+
+    let c = &j.config;
+    assert_eq!(c.http_server.address, "0.0.0.0");
+    assert_eq!(c.http_server.port, 9000);
+    assert_eq!(c.http_server.internal_port, "9001");
+    assert_eq!(c.log.level, "debug");
+    assert_eq!(c.broker_kind(), BrokerKind::Redis);
+    assert_eq!(
+        c.redis().address,
+        ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]
+    );
+    assert_eq!(c.redis().prefix, "myapp");
+    assert_eq!(c.redis().io_timeout, Duration::from_secs(2));
+    assert_eq!(
+        c.redis().connect_timeout,
+        Duration::from_secs(1),
+        "default kept"
+    );
+    assert_eq!(c.client.token.hmac_secret_key, "a-very-long-secret");
+    assert_eq!(c.client.token.audience, "centrifugo");
+    assert_eq!(c.client.allowed_origins.len(), 2);
+    assert_eq!(c.client.ping_interval, Duration::from_secs(20));
+    assert_eq!(c.client.pong_timeout, Duration::from_secs(5));
+    assert_eq!(c.client.channel_limit, 64);
+    assert_eq!(c.client.user_connection_limit, 10);
+    assert_eq!(c.client.queue_max_size, 2 * 1024 * 1024);
+    assert_eq!(c.client.history_max_publication_limit, 300, "default kept");
+    assert_eq!(c.channel.max_length, 128);
+    assert_eq!(c.channel.namespace_boundary, ":", "default kept");
+    assert_eq!(c.channel.namespaces.len(), 3);
+    let chat = &c.channel.namespaces[0];
+    assert_eq!(chat.name, "chat");
+    assert!(chat.options.presence && chat.options.join_leave && chat.options.force_recovery);
+    assert_eq!(chat.options.history_size, 100);
+    assert_eq!(chat.options.history_ttl, Duration::from_secs(300));
+    assert_eq!(
+        c.channel.namespaces[1].options.history_ttl,
+        Duration::from_secs(3600)
+    );
+    assert_eq!(c.http_api.key, "api-key");
+    assert_eq!(c.http_api.handler_prefix, "/api", "default kept");
+    assert!(c.prometheus.enabled && c.health.enabled);
+    assert_eq!(c.shutdown.timeout, Duration::from_secs(10));
+    assert_eq!(c.websocket.message_size_limit, 65_536, "default kept");
+    assert_eq!(c.personal_channel("42"), "personal:#42");
+}
+
+#[test]
+fn load_file_picks_the_format_by_extension() {
+    let dir = std::env::temp_dir().join(format!("wshub-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut configs = Vec::new();
+    for (name, text) in [
+        ("c.json", JSON),
+        ("c.yml", YAML),
+        ("c.YAML", YAML),
+        ("c.toml", TOML),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        configs.push(Loader::new().load_file(&p).unwrap().config);
+    }
+    assert!(configs.windows(2).all(|w| w[0] == w[1]));
+    let p = dir.join("c.ini");
+    std::fs::write(&p, "").unwrap();
+    assert!(matches!(
+        Loader::new().load_file(&p),
+        Err(ConfigError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        Loader::new().load_file(dir.join("missing.json")),
+        Err(ConfigError::Io { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn empty_files_give_defaults() {
+    for (text, format) in [
+        ("", Format::Json),
+        ("", Format::Yaml),
+        ("", Format::Toml),
+        ("{}", Format::Json),
+    ] {
+        assert_eq!(load(text, format).config, Config::default(), "{format}");
+    }
+    let d = Config::default();
+    assert_eq!(d.http_server.port, 8000);
+    assert_eq!(d.client.ping_interval, Duration::from_secs(25));
+    assert_eq!(d.client.pong_timeout, Duration::from_secs(8));
+    assert_eq!(d.client.channel_limit, 128);
+    assert_eq!(d.client.queue_max_size, 1_048_576);
+    assert_eq!(d.channel.max_length, 255);
+    assert_eq!(d.channel.private_prefix, "$");
+    assert_eq!(d.channel.user_boundary, "#");
+    assert_eq!(d.channel.user_separator, ",");
+    assert_eq!(d.channel.history_meta_ttl, Duration::from_secs(720 * 3600));
+    assert_eq!(d.shutdown.timeout, Duration::from_secs(30));
+    assert_eq!(d.broker_kind(), BrokerKind::Memory);
+    d.validate().unwrap();
+}
+
+#[test]
+fn syntax_errors_name_the_format() {
+    for (text, format) in [
+        ("{\"client\": ", Format::Json),
+        ("client: [unclosed", Format::Yaml),
+        ("[client\nx = ", Format::Toml),
+    ] {
+        match Loader::new().load_str(text, format) {
+            Err(e @ ConfigError::Syntax { .. }) => {
+                assert!(e.to_string().contains(&format.to_string()))
+            }
+            other => panic!("{format}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Loader::new().load_str("[1, 2]", Format::Json),
+        Err(ConfigError::Type { .. })
+    ));
+    assert!(Loader::new()
+        .load_str("a: 1\n---\nb: 2\n", Format::Yaml)
+        .is_err());
+}
+
+#[test]
+fn type_errors_have_paths() {
+    let e = load_json(serde_json::json!({"client": {"channel_limit": "many"}})).unwrap_err();
+    match &e {
+        ConfigError::Type { path, .. } => assert_eq!(path, "client.channel_limit"),
+        other => panic!("{other:?}"),
+    }
+    let e = load_json(serde_json::json!({"client": {"ping_interval": "25"}})).unwrap_err();
+    assert!(e.to_string().contains("client.ping_interval"), "{e}");
+    assert!(e.to_string().contains("missing unit"), "{e}");
+    let e = load_json(serde_json::json!({"channel": {"namespaces": [{"name": "ok"}, {"name": "x2", "history_size": -1}]}}))
+        .unwrap_err();
+    match &e {
+        ConfigError::Type { path, .. } => {
+            assert!(path.starts_with("channel.namespaces[1]"), "{path}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn nulls_and_single_strings_are_lenient() {
+    let y = "client:\n  token:\nengine:\n  type: redis\n  redis:\n    address: redis://h:6379\n";
+    let c = load(y, Format::Yaml).config;
+    assert_eq!(c.client.token, TokenConfig::default());
+    assert_eq!(c.engine.redis.address, ["redis://h:6379"]);
+}
+
+#[test]
+fn unknown_and_unsupported_keys_are_reported_with_paths() {
+    let text = r#"{
+        "client": {"tokn": {"hmac_secret_key": "x"}, "proxy": {"connect": {"enabled": false}}},
+        "http_server": {"tls": {"enabeld": true}},
+        "channel": {
+            "namespaces": [
+                {"name": "chat", "presense": true, "map": {"mode": "ephemeral"}},
+                {"history_size": 0, "name": "feed", "subscribe_proxy_name": "p"}
+            ],
+            "without_namespace": {"allow_subscribe_for_clients": true}
+        },
+        "admin": {"enabled": true, "password": "p"},
+        "rpc": {},
+        "engine": {"redis": {"presence_ttl": "60s"}},
+        "my_custom_thing": 1
+    }"#;
+    let loaded = Loader::new().load_str(text, Format::Json).unwrap();
+    let mut got: Vec<(WarningKind, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.kind, w.path.as_str()))
+        .collect();
+    got.sort_by_key(|(_, p)| *p);
+    use WarningKind::*;
+    assert_eq!(
+        got,
+        [
+            (Unsupported, "admin"),
+            (Unsupported, "channel.namespaces[chat].map"),
+            (UnknownKey, "channel.namespaces[chat].presense"),
+            (Unsupported, "channel.namespaces[feed].subscribe_proxy_name"),
+            (
+                UnknownKey,
+                "channel.without_namespace.allow_subscribe_for_clients"
+            ),
+            (Unsupported, "client.proxy"),
+            (UnknownKey, "client.tokn"),
+            (Unsupported, "engine.redis.presence_ttl"),
+            (UnknownKey, "http_server.tls.enabeld"),
+            (UnknownKey, "my_custom_thing"),
+            (Unsupported, "rpc"),
+        ]
+    );
+    // Each warning reads well in a log line.
+    assert_eq!(
+        loaded
+            .warnings
+            .iter()
+            .find(|w| w.path == "client.tokn")
+            .unwrap()
+            .to_string(),
+        "unknown config key client.tokn (ignored)"
+    );
+
+    // The same in YAML and TOML.
+    let y = "client:\n  tokn: {}\nadmin:\n  enabled: true\n";
+    let t = "[client.tokn]\n[admin]\nenabled = true\n";
+    for (text, format) in [(y, Format::Yaml), (t, Format::Toml)] {
+        let w = load(text, format).warnings;
+        let p: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(p, ["admin", "client.tokn"], "{format}");
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let loaded = env(&[
+        ("WSHUB_CLIENT_TOKEN_HMAC_SECRET_KEY", "from-env"),
+        ("WSHUB_HTTP_API_KEY", "env-api-key"),
+        (
+            "WSHUB_CLIENT_ALLOWED_ORIGINS",
+            "https://a.com https://b.com",
+        ),
+        ("WSHUB_PROMETHEUS_ENABLED", "0"),
+        ("WSHUB_HEALTH_ENABLED", "false"),
+        ("WSHUB_CLIENT_PING_INTERVAL", "30s"),
+        ("WSHUB_HTTP_SERVER_PORT", "7000"),
+        ("WSHUB_CHANNEL_NAMESPACES_CHAT_HISTORY_SIZE", "50"),
+        ("WSHUB_CHANNEL_NAMESPACES_PERSONAL_PRESENCE", "true"),
+        (
+            "WSHUB_ENGINE_REDIS_ADDRESS",
+            "redis://r1:6379 redis://r2:6379",
+        ),
+        ("WSHUB_CLIENT_SUBSCRIPTION_TOKEN_ENABLED", "1"),
+        ("WSHUB_CLIENT_SUBSCRIPTION_TOKEN_HMAC_SECRET_KEY", "subs"),
+        // Empty means unset.
+        ("WSHUB_LOG_LEVEL", ""),
+        // Not ours.
+        ("HOME", "/root"),
+        ("WSHUB_CLIENT_TOKEN_HMAC_SECRET", "typo"),
+    ])
+    .load_str(JSON, Format::Json)
+    .unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.client.token.hmac_secret_key, "from-env");
+    assert_eq!(c.client.token.audience, "centrifugo", "file value kept");
+    assert_eq!(c.http_api.key, "env-api-key");
+    assert_eq!(c.client.allowed_origins, ["https://a.com", "https://b.com"]);
+    assert!(!c.prometheus.enabled && !c.health.enabled);
+    assert_eq!(c.client.ping_interval, Duration::from_secs(30));
+    assert_eq!(c.http_server.port, 7000);
+    assert_eq!(c.channel.namespaces[0].options.history_size, 50);
+    assert!(c.channel.namespaces[0].options.presence, "file value kept");
+    assert!(c.channel.namespaces[1].options.presence);
+    assert_eq!(
+        c.engine.redis.address,
+        ["redis://r1:6379", "redis://r2:6379"]
+    );
+    assert!(c.client.subscription_token.enabled);
+    assert_eq!(c.subscription_token().hmac_secret_key, "subs");
+    assert_eq!(c.log.level, "debug");
+    let unknown: Vec<_> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.kind, w.path.as_str()))
+        .collect();
+    assert_eq!(
+        unknown,
+        [(WarningKind::UnknownEnv, "WSHUB_CLIENT_TOKEN_HMAC_SECRET")]
+    );
+}
+
+#[test]
+fn environment_sets_namespaces_and_reports_bad_values() {
+    let c = env(&[
+        (
+            "WSHUB_CHANNEL_NAMESPACES",
+            r#"[{"name": "ns1", "presence": true}, {"name": "ns-2"}]"#,
+        ),
+        ("WSHUB_CHANNEL_NAMESPACES_NS_2_JOIN_LEAVE", "true"),
+    ])
+    .load_defaults()
+    .unwrap()
+    .config;
+    let names: Vec<&str> = c
+        .channel
+        .namespaces
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(names, ["ns1", "ns-2"]);
+    assert!(c.channel.namespaces[0].options.presence);
+    assert!(c.channel.namespaces[1].options.join_leave);
+
+    let c = env(&[("WSHUB_CHANNEL_NAMESPACES", "a1 b2")])
+        .load_defaults()
+        .unwrap()
+        .config;
+    assert_eq!(c.channel.namespaces.len(), 2);
+
+    for (var, value) in [
+        ("WSHUB_PROMETHEUS_ENABLED", "yes"),
+        ("WSHUB_CLIENT_CHANNEL_LIMIT", "lots"),
+        ("WSHUB_CHANNEL_NAMESPACES", "[{"),
+    ] {
+        match env(&[(var, value)]).load_defaults() {
+            Err(ConfigError::Env { var: v, .. }) => assert_eq!(v, var),
+            other => panic!("{var}: {other:?}"),
+        }
+    }
+    // A well-formed value of the wrong type for the field is a type error.
+    assert!(matches!(
+        env(&[("WSHUB_HTTP_SERVER_PORT", "70000")]).load_defaults(),
+        Err(ConfigError::Type { .. })
+    ));
+    // Another prefix.
+    let c = Loader::new()
+        .env_prefix("CENTRIFUGO")
+        .env_vars([("CENTRIFUGO_HTTP_API_KEY".to_owned(), "k".to_owned())])
+        .load_defaults()
+        .unwrap()
+        .config;
+    assert_eq!(c.http_api.key, "k");
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let errors = invalid(serde_json::json!({
+        "log": {"level": "verbose"},
+        "client": {"ping_interval": "5s", "pong_timeout": "8s"},
+        "channel": {
+            "namespaces": [
+                {"name": "a"},
+                {"name": "bad name"},
+                {"name": "chat"},
+                {"name": "chat"},
+                {"name": "hist", "history_size": 10},
+                {"name": "ttl", "history_ttl": "10s"},
+                {"name": "subsec", "history_size": 1, "history_ttl": "1500ms"},
+                {"name": "rec", "force_recovery": true},
+                {"name": "proxy", "subscribe_proxy_enabled": true},
+                {"name": "maps", "subscription_type": "map"},
+                {"name": "re", "channel_regex": "(["},
+                {"name": "mode", "force_recovery_mode": "magic"},
+                {"name": "fmt", "publication_data_format": "xml"},
+                {"name": "meta", "history_size": 1, "history_ttl": "2h", "history_meta_ttl": "1h"}
+            ]
+        }
+    }));
+    let p = paths(&errors);
+    for want in [
+        "log.level",
+        "client.ping_interval",
+        "channel.namespaces[a].name",
+        "channel.namespaces[bad name].name",
+        "channel.namespaces[chat].name",
+        "channel.namespaces[hist].history_ttl",
+        "channel.namespaces[ttl].history_size",
+        "channel.namespaces[subsec].history_ttl",
+        "channel.namespaces[rec].force_recovery",
+        "channel.namespaces[proxy].subscribe_proxy_enabled",
+        "channel.namespaces[maps].subscription_type",
+        "channel.namespaces[re].channel_regex",
+        "channel.namespaces[mode].force_recovery_mode",
+        "channel.namespaces[fmt].publication_data_format",
+        "channel.namespaces[meta].history_ttl",
+    ] {
+        assert!(p.contains(&want), "missing {want} in {p:#?}");
+    }
+    let dup = errors
+        .iter()
+        .find(|e| e.path == "channel.namespaces[chat].name")
+        .unwrap();
+    assert!(dup.message.contains("duplicate"), "{dup}");
+    let e = ConfigError::Invalid(errors.clone());
+    assert!(e.to_string().starts_with("invalid configuration: "));
+}
+
+#[test]
+fn validation_of_sections() {
+    let p = |v| {
+        let e = invalid(v);
+        e.into_iter().map(|e| e.path).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        p(serde_json::json!({"engine": {"type": "tarantool"}})),
+        ["engine.type"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"broker": {"enabled": true, "type": "postgres"}})),
+        ["broker.type"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"broker": {"type": "kafka"}})),
+        ["broker.type"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"engine": {"type": "redis", "redis": {"address": []}}})),
+        ["engine.redis.address"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"http_server": {"tls": {"enabled": true, "cert_pem": "/c.pem"}}})),
+        ["http_server.tls.key_pem"]
+    );
+    assert_eq!(
+        p(
+            serde_json::json!({"client": {"subscribe_to_user_personal_channel": {
+            "enabled": true, "personal_channel_namespace": "personal"}}})
+        ),
+        ["client.subscribe_to_user_personal_channel.personal_channel_namespace"]
+    );
+    assert_eq!(
+        p(
+            serde_json::json!({"client": {"subscribe_to_user_personal_channel": {
+            "enabled": true, "single_connection": true}}})
+        ),
+        ["client.subscribe_to_user_personal_channel.single_connection"]
+    );
+    assert_eq!(
+        p(
+            serde_json::json!({"client": {"token": {"rsa_public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}}})
+        ),
+        ["client.token.rsa_public_key"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"client": {"token": {"audience": "a", "audience_regex": "a"}}})),
+        ["client.token.audience_regex"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"client": {"token": {"user_id_claim": "user.id"}}})),
+        ["client.token.user_id_claim"]
+    );
+    assert_eq!(
+        p(
+            serde_json::json!({"client": {"subscription_token": {"enabled": true, "jwks_public_endpoint": "nope"}}})
+        ),
+        ["client.subscription_token.jwks_public_endpoint"]
+    );
+    assert_eq!(
+        p(serde_json::json!({"channel": {"history_meta_ttl": "1.5s"}})),
+        ["channel.history_meta_ttl"]
+    );
+    // Broker selection.
+    let c = load_json(serde_json::json!({"broker": {"enabled": true, "type": "nats", "nats": {"url": "nats://n:4222"}}}))
+        .unwrap()
+        .config;
+    assert_eq!(c.broker_kind(), BrokerKind::Nats);
+    assert_eq!(c.broker.nats.url, "nats://n:4222");
+    assert_eq!(c.broker.nats.prefix, "centrifugo");
+}
+
+#[test]
+fn development_default_is_valid_and_described() {
+    let dev = Config::development_default();
+    dev.validate().unwrap();
+    assert!(dev.client.allow_anonymous_connect_without_token);
+    assert!(dev.http_api.insecure && dev.demo.enabled);
+    assert_eq!(dev.broker_kind(), BrokerKind::Memory);
+    assert_eq!(dev.http_server.address, "127.0.0.1");
+    let d = dev.describe();
+    for needle in [
+        "memory broker",
+        "http_api.insecure",
+        "allow_anonymous_connect_without_token",
+        "demo",
+    ] {
+        assert!(d.contains(needle), "{needle} not in {d}");
+    }
+    assert_eq!(
+        Config::default().describe(),
+        "memory broker (single node, data lost on restart); no development-only settings"
+    );
+    // The environment applies to the development defaults too.
+    let c = env(&[
+        ("WSHUB_HTTP_API_INSECURE", "false"),
+        ("WSHUB_HTTP_API_KEY", "k"),
+    ])
+    .load_development()
+    .unwrap()
+    .config;
+    assert!(!c.http_api.insecure);
+    assert!(c.client.allow_anonymous_connect_without_token);
+    // Channels work out of the box.
+    let ch = channel_options(&dev, "news").unwrap();
+    assert!(ch.options.allow_subscribe_for_client && ch.options.history_enabled());
+}
+
+#[test]
+fn serialized_config_loads_back_unchanged() {
+    let j = load(JSON, Format::Json).config;
+    let text = serde_json::to_string_pretty(&j).unwrap();
+    let back = load(&text, Format::Json);
+    assert_eq!(back.config, j);
+    assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+}
+
+#[test]
+fn tls_pem_sources() {
+    use base64::Engine as _;
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    assert_eq!(
+        TlsConfig::load_pem(pem, "k").unwrap(),
+        pem.trim().as_bytes()
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
+    assert_eq!(TlsConfig::load_pem(&b64, "k").unwrap(), pem.as_bytes());
+    let path = std::env::temp_dir().join(format!("wshub-pem-{}.pem", std::process::id()));
+    std::fs::write(&path, pem).unwrap();
+    assert_eq!(
+        TlsConfig::load_pem(path.to_str().unwrap(), "k").unwrap(),
+        pem.as_bytes()
+    );
+    std::fs::remove_file(&path).unwrap();
+    let err = TlsConfig::load_pem("/no/such/file.pem", "http_server.tls.cert_pem").unwrap_err();
+    assert!(
+        err.to_string().starts_with("http_server.tls.cert_pem: "),
+        "{err}"
+    );
+}
+
+// ---- channel resolution ----
+
+fn channel_config() -> Config {
+    let text = serde_json::json!({
+        "channel": {
+            "max_length": 32,
+            "publication_data_format": "json",
+            "without_namespace": {"presence": true},
+            "namespaces": [
+                {"name": "chat", "join_leave": true},
+                {"name": "personal", "allow_user_limited_channels": true, "publication_data_format": "binary"},
+                {"name": "updates", "channel_regex": "^[a-z0-9_]+$"}
+            ]
+        }
+    });
+    load_json(text).unwrap().config
+}
+
+#[test]
+fn channel_resolution_table() {
+    let c = channel_config();
+    // (channel, namespace, rest, private, user_limited)
+    let ok: &[(&str, Option<&str>, &str, bool, bool)] = &[
+        ("news", None, "news", false, false),
+        ("chat:room", Some("chat"), "room", false, false),
+        ("chat:a:b", Some("chat"), "a:b", false, false),
+        ("$chat:secret", Some("chat"), "secret", true, false),
+        ("$news", None, "$news", true, false),
+        ("personal:#42", Some("personal"), "#42", false, true),
+        (
+            "personal:dialog#42,43",
+            Some("personal"),
+            "dialog#42,43",
+            false,
+            true,
+        ),
+        ("$personal:x#1", Some("personal"), "x#1", true, true),
+        ("chat:room#42", Some("chat"), "room#42", false, false),
+        ("news#1", None, "news#1", false, false),
+        (":x", None, "x", false, false),
+        ("updates:abc_1", Some("updates"), "abc_1", false, false),
+    ];
+    for &(ch, ns, rest, private, user_limited) in ok {
+        let r = channel_options(&c, ch).unwrap_or_else(|e| panic!("{ch}: {e}"));
+        assert_eq!(
+            (r.channel, r.namespace, r.rest, r.private, r.user_limited),
+            (ch, ns, rest, private, user_limited),
+            "{ch}"
+        );
+    }
+    let err: &[(&str, ChannelError, u32)] = &[
+        ("", ChannelError::Empty, 107),
+        (
+            "nope:x",
+            ChannelError::UnknownNamespace {
+                namespace: "nope".into(),
+            },
+            102,
+        ),
+        (
+            "$nope:x",
+            ChannelError::UnknownNamespace {
+                namespace: "nope".into(),
+            },
+            102,
+        ),
+        ("новости", ChannelError::NotAscii, 107),
+        ("chat:é", ChannelError::NotAscii, 107),
+        ("updates:ABC", ChannelError::RegexMismatch, 107),
+        ("updates:", ChannelError::RegexMismatch, 107),
+        (
+            &"x".repeat(33),
+            ChannelError::TooLong { len: 33, max: 32 },
+            107,
+        ),
+    ];
+    for (ch, want, code) in err {
+        let got = channel_options(&c, ch).unwrap_err();
+        assert_eq!(&got, want, "{ch}");
+        assert_eq!(got.code(), *code, "{ch}");
+    }
+    // The namespace's options are the ones returned.
+    assert!(channel_options(&c, "news").unwrap().options.presence);
+    assert!(channel_options(&c, "chat:x").unwrap().options.join_leave);
+    assert!(!channel_options(&c, "chat:x").unwrap().options.presence);
+    assert_eq!(
+        channel_options(&c, "chat:x")
+            .unwrap()
+            .publication_data_format(),
+        "json"
+    );
+    assert_eq!(
+        channel_options(&c, "personal:x")
+            .unwrap()
+            .publication_data_format(),
+        "binary"
+    );
+    // 32 bytes exactly is fine.
+    assert!(channel_options(&c, &"x".repeat(32)).is_ok());
+}
+
+#[test]
+fn user_limited_channels() {
+    let c = channel_config();
+    let r = channel_options(&c, "personal:dialog#42,43").unwrap();
+    assert_eq!(r.allowed_users().collect::<Vec<_>>(), ["42", "43"]);
+    assert!(r.user_allowed("42") && r.user_allowed("43"));
+    assert!(!r.user_allowed("4") && !r.user_allowed("") && !r.user_allowed("42,43"));
+    let r = channel_options(&c, "personal:#7").unwrap();
+    assert_eq!(r.allowed_users().collect::<Vec<_>>(), ["7"]);
+    let r = channel_options(&c, "personal:open").unwrap();
+    assert!(!r.user_limited);
+    assert!(r.user_allowed("anyone"));
+    assert_eq!(r.allowed_users().count(), 0);
+
+    // Custom boundaries; an empty separator means a single user.
+    let mut c = c;
+    c.channel.user_boundary = "@".into();
+    c.channel.user_separator = String::new();
+    c.channel.namespace_boundary = "/".into();
+    let r = channel_options(&c, "personal/box@a,b").unwrap();
+    assert_eq!(r.namespace, Some("personal"));
+    assert!(r.user_limited);
+    assert_eq!(r.allowed_users().collect::<Vec<_>>(), ["a,b"]);
+    assert!(r.user_allowed("a,b") && !r.user_allowed("a"));
+}

@@ -1,0 +1,444 @@
+//! Validation: values that are well typed but wrong, or that wshub does not
+//! implement and must not silently ignore.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use regex::Regex;
+
+use super::{ChannelOptions, Config, ConfigError, Duration, TlsConfig, TokenConfig};
+
+/// One problem found by [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted path of the key (`channel.namespaces[chat].history_ttl`).
+    pub path: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+struct Errors(Vec<ValidationError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "none"];
+/// Broker types Centrifugo v6 knows.
+const CENTRIFUGO_BROKERS: [&str; 5] = ["memory", "nats", "redis", "redisnats", "postgres"];
+/// Broker types wshub implements.
+const WSHUB_BROKERS: [&str; 3] = ["memory", "redis", "nats"];
+const DATA_FORMATS: [&str; 4] = ["", "json", "json_object", "binary"];
+/// Subscription types Centrifugo v6 knows; wshub implements `stream` only.
+const SUBSCRIPTION_TYPES: [&str; 5] = ["stream", "map", "map_clients", "map_users", "shared_poll"];
+
+fn namespace_name_ok(name: &str) -> bool {
+    name.len() >= 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn whole_seconds(d: Duration) -> bool {
+    d.as_std().subsec_nanos() == 0
+}
+
+impl Config {
+    /// Check the configuration; every problem is reported, not only the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut e = Errors(Vec::new());
+        self.validate_into(&mut e);
+        if e.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(e.0))
+        }
+    }
+
+    fn validate_into(&self, e: &mut Errors) {
+        if !LOG_LEVELS.contains(&self.log.level.as_str()) {
+            e.push(
+                "log.level",
+                format!(
+                    "unknown level {:?} (use one of {})",
+                    self.log.level,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
+
+        // Engine and broker.
+        if !["memory", "redis"].contains(&self.engine.kind.as_str()) {
+            e.push(
+                "engine.type",
+                format!(
+                    "unknown engine {:?} (use memory or redis)",
+                    self.engine.kind
+                ),
+            );
+        }
+        let bk = self.broker.kind.as_str();
+        if !CENTRIFUGO_BROKERS.contains(&bk) {
+            e.push(
+                "broker.type",
+                format!("unknown broker {bk:?} (use memory, redis or nats)"),
+            );
+        } else if self.broker.enabled && !WSHUB_BROKERS.contains(&bk) {
+            e.push(
+                "broker.type",
+                format!("broker {bk:?} is not supported by wshub (use memory, redis or nats)"),
+            );
+        }
+        let redis_in_use = if self.broker.enabled {
+            bk == "redis"
+        } else {
+            self.engine.kind == "redis"
+        };
+        if redis_in_use {
+            let (path, r) = if self.broker.enabled {
+                ("broker.redis", &self.broker.redis)
+            } else {
+                ("engine.redis", &self.engine.redis)
+            };
+            if r.address.iter().all(String::is_empty)
+                && r.cluster_address.is_empty()
+                && r.sentinel_address.is_empty()
+            {
+                e.push(format!("{path}.address"), "no Redis address");
+            }
+            if !r.sentinel_address.is_empty() && r.sentinel_master_name.is_empty() {
+                e.push(
+                    format!("{path}.sentinel_master_name"),
+                    "required with sentinel_address",
+                );
+            }
+            check_tls(e, &format!("{path}.tls"), &r.tls, false);
+        }
+        if self.broker.enabled && bk == "nats" && self.broker.nats.url.is_empty() {
+            e.push("broker.nats.url", "empty NATS URL");
+        }
+
+        check_tls(e, "http_server.tls", &self.http_server.tls, true);
+        check_tls(
+            e,
+            "http_server.internal_tls",
+            &self.http_server.internal_tls,
+            true,
+        );
+        if !self.http_server.internal_port.is_empty()
+            && self.http_server.internal_port.parse::<u16>().is_err()
+        {
+            e.push(
+                "http_server.internal_port",
+                format!("{:?} is not a port number", self.http_server.internal_port),
+            );
+        }
+
+        // Client.
+        let c = &self.client;
+        check_token(e, "client.token", &c.token);
+        if c.subscription_token.enabled {
+            check_token(e, "client.subscription_token", &c.subscription_token.token);
+        }
+        if c.ping_interval <= c.pong_timeout {
+            e.push(
+                "client.ping_interval",
+                format!(
+                    "must be greater than client.pong_timeout ({} <= {})",
+                    c.ping_interval, c.pong_timeout
+                ),
+            );
+        }
+        for (i, o) in c.allowed_origins.iter().enumerate() {
+            if o.is_empty() {
+                e.push(
+                    format!("client.allowed_origins[{i}]"),
+                    "empty origin pattern",
+                );
+            }
+        }
+
+        // Channels.
+        let ch = &self.channel;
+        if !whole_seconds(ch.history_meta_ttl) {
+            e.push(
+                "channel.history_meta_ttl",
+                format!(
+                    "{} has sub-second precision, which is not supported here",
+                    ch.history_meta_ttl
+                ),
+            );
+        }
+        if !DATA_FORMATS.contains(&ch.publication_data_format.as_str()) {
+            e.push(
+                "channel.publication_data_format",
+                format!(
+                    "unknown format {:?} (use json, json_object or binary)",
+                    ch.publication_data_format
+                ),
+            );
+        }
+        for (key, v) in [
+            ("namespace_boundary", &ch.namespace_boundary),
+            ("user_boundary", &ch.user_boundary),
+            ("user_separator", &ch.user_separator),
+            ("private_prefix", &ch.private_prefix),
+        ] {
+            if !v.is_ascii() {
+                e.push(format!("channel.{key}"), "must be ASCII");
+            }
+        }
+        check_channel_options(
+            e,
+            "channel.without_namespace",
+            &ch.without_namespace,
+            ch.history_meta_ttl,
+        );
+        let mut seen = HashSet::new();
+        for (i, ns) in ch.namespaces.iter().enumerate() {
+            let path = if ns.name.is_empty() {
+                format!("channel.namespaces[{i}]")
+            } else {
+                format!("channel.namespaces[{}]", ns.name)
+            };
+            if !namespace_name_ok(&ns.name) {
+                e.push(
+                    format!("{path}.name"),
+                    format!(
+                        "invalid namespace name {:?} (2 or more of letters, digits, '-', '_', '.')",
+                        ns.name
+                    ),
+                );
+            } else if !seen.insert(ns.name.as_str()) {
+                e.push(
+                    format!("{path}.name"),
+                    format!("duplicate namespace {:?}", ns.name),
+                );
+            }
+            check_channel_options(e, &path, &ns.options, ch.history_meta_ttl);
+        }
+
+        let p = &c.subscribe_to_user_personal_channel;
+        if p.enabled {
+            let opts = if p.personal_channel_namespace.is_empty() {
+                Some(&ch.without_namespace)
+            } else {
+                ch.namespaces
+                    .iter()
+                    .find(|n| n.name == p.personal_channel_namespace)
+                    .map(|n| &n.options)
+            };
+            match opts {
+                None => e.push(
+                    "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+                    format!(
+                        "namespace {:?} is not configured",
+                        p.personal_channel_namespace
+                    ),
+                ),
+                Some(o) if p.single_connection && !o.presence => e.push(
+                    "client.subscribe_to_user_personal_channel.single_connection",
+                    "needs presence enabled in the personal channel's namespace",
+                ),
+                Some(_) => {}
+            }
+        }
+
+        if !self.http_api.handler_prefix.is_empty()
+            && !self.http_api.handler_prefix.starts_with('/')
+        {
+            e.push("http_api.handler_prefix", "must start with '/'");
+        }
+        if !self.websocket.handler_prefix.starts_with('/') {
+            e.push("websocket.handler_prefix", "must start with '/'");
+        }
+        if !(-2..=9).contains(&self.websocket.compression_level) {
+            e.push("websocket.compression_level", "must be between -2 and 9");
+        }
+    }
+}
+
+fn check_tls(e: &mut Errors, path: &str, tls: &TlsConfig, server: bool) {
+    if tls.enabled && server {
+        if tls.cert_pem.trim().is_empty() {
+            e.push(format!("{path}.cert_pem"), "required when TLS is enabled");
+        }
+        if tls.key_pem.trim().is_empty() {
+            e.push(format!("{path}.key_pem"), "required when TLS is enabled");
+        }
+    }
+}
+
+fn check_token(e: &mut Errors, path: &str, t: &TokenConfig) {
+    if !t.audience.is_empty() && !t.audience_regex.is_empty() {
+        e.push(
+            format!("{path}.audience_regex"),
+            "use either audience or audience_regex, not both",
+        );
+    }
+    if !t.issuer.is_empty() && !t.issuer_regex.is_empty() {
+        e.push(
+            format!("{path}.issuer_regex"),
+            "use either issuer or issuer_regex, not both",
+        );
+    }
+    for (key, re) in [
+        ("audience_regex", &t.audience_regex),
+        ("issuer_regex", &t.issuer_regex),
+    ] {
+        if !re.is_empty() {
+            if let Err(err) = Regex::new(re) {
+                e.push(format!("{path}.{key}"), format!("invalid regex: {err}"));
+            }
+        }
+    }
+    if !t.user_id_claim.is_empty()
+        && !t
+            .user_id_claim
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_')
+    {
+        e.push(
+            format!("{path}.user_id_claim"),
+            format!("{:?} must match ^[a-zA-Z_]+$", t.user_id_claim),
+        );
+    }
+    if t.hmac_previous_secret_key_valid_until < 0 {
+        e.push(
+            format!("{path}.hmac_previous_secret_key_valid_until"),
+            "must not be negative",
+        );
+    }
+    if let Err((key, message)) = crate::auth::check_token_config(t) {
+        e.push(format!("{path}.{key}"), message);
+    }
+}
+
+fn check_channel_options(
+    e: &mut Errors,
+    path: &str,
+    o: &ChannelOptions,
+    global_meta_ttl: Duration,
+) {
+    let mut err = |key: &str, message: String| e.push(format!("{path}.{key}"), message);
+    for (key, d) in [
+        ("history_ttl", o.history_ttl),
+        ("history_meta_ttl", o.history_meta_ttl),
+    ] {
+        if !whole_seconds(d) {
+            err(
+                key,
+                format!("{d} has sub-second precision, which is not supported here"),
+            );
+        }
+    }
+    if (o.history_size == 0) != o.history_ttl.is_zero() {
+        err(
+            if o.history_size == 0 {
+                "history_size"
+            } else {
+                "history_ttl"
+            },
+            "history needs both history_size and history_ttl".into(),
+        );
+    }
+    let meta_ttl = if o.history_meta_ttl.is_zero() {
+        global_meta_ttl
+    } else {
+        o.history_meta_ttl
+    };
+    if meta_ttl < o.history_ttl {
+        err(
+            "history_ttl",
+            format!(
+                "{} is longer than history_meta_ttl {meta_ttl}",
+                o.history_ttl
+            ),
+        );
+    }
+    if o.force_recovery && !o.history_enabled() {
+        err(
+            "force_recovery",
+            "recovery needs history (history_size and history_ttl)".into(),
+        );
+    }
+    if !["", "stream", "cache"].contains(&o.force_recovery_mode.as_str()) {
+        err(
+            "force_recovery_mode",
+            format!(
+                "unknown recovery mode {:?} (use stream or cache)",
+                o.force_recovery_mode
+            ),
+        );
+    }
+    if o.auto_cache_recover && (!o.force_recovery || o.force_recovery_mode != "cache") {
+        err(
+            "auto_cache_recover",
+            "needs force_recovery and force_recovery_mode \"cache\"".into(),
+        );
+    }
+    if !o.channel_regex.is_empty() {
+        if let Err(re_err) = Regex::new(&o.channel_regex) {
+            err("channel_regex", format!("invalid regex: {re_err}"));
+        }
+    }
+    for t in &o.allowed_delta_types {
+        if t != "fossil" {
+            err(
+                "allowed_delta_types",
+                format!("unknown delta type {t:?} (use fossil)"),
+            );
+        }
+    }
+    if !DATA_FORMATS.contains(&o.publication_data_format.as_str()) {
+        err(
+            "publication_data_format",
+            format!(
+                "unknown format {:?} (use json, json_object or binary)",
+                o.publication_data_format
+            ),
+        );
+    }
+    for (key, on) in [
+        ("subscribe_proxy_enabled", o.subscribe_proxy_enabled),
+        ("publish_proxy_enabled", o.publish_proxy_enabled),
+        ("sub_refresh_proxy_enabled", o.sub_refresh_proxy_enabled),
+        (
+            "subscribe_stream_proxy_enabled",
+            o.subscribe_stream_proxy_enabled,
+        ),
+    ] {
+        if on {
+            err(
+                key,
+                "proxies are not supported by wshub; channel permissions would differ from Centrifugo's, so it refuses to start"
+                    .into(),
+            );
+        }
+    }
+    let st = o.subscription_type.as_str();
+    if !st.is_empty() && st != "stream" {
+        if SUBSCRIPTION_TYPES.contains(&st) {
+            err(
+                "subscription_type",
+                format!("{st:?} subscriptions are not supported by wshub"),
+            );
+        } else {
+            err(
+                "subscription_type",
+                format!("unknown subscription type {st:?}"),
+            );
+        }
+    }
+}
