@@ -75,17 +75,10 @@ impl fmt::Display for WsError {
     }
 }
 
-impl std::error::Error for WsError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            WsError::Protocol(e) => Some(e),
-            WsError::Io(e) => Some(e),
-            WsError::Handshake(e) => Some(&**e),
-            WsError::Send(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The wrapped error's text is part of `Display`, so it is not repeated as a
+/// `source` (a `{:#}` chain would print it twice); match on the variant to
+/// reach the inner error.
+impl std::error::Error for WsError {}
 
 impl From<io::Error> for WsError {
     fn from(e: io::Error) -> Self {
