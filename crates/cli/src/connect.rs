@@ -38,8 +38,8 @@ pub struct Args {
     connect_timeout: u64,
 }
 
-/// Exit status: 0 after a normal close (1000, 1001 or no code), 2 when the
-/// server closed with another code, 1 on errors (connect failure, protocol
+/// Exit status: 0 after a normal close (1000, 1001 or no code, or any code
+/// we chose with `/close`), 2 when the server closed with another code, 1 on errors (connect failure, protocol
 /// error, connection lost without a close).
 pub fn run(args: Args) -> Result<ExitCode> {
     tokio::runtime::Builder::new_current_thread()
@@ -94,13 +94,17 @@ async fn session(args: Args) -> Result<ExitCode> {
     );
     let mut lines = stdin_lines();
     let mut stdin_open = true;
+    // Whether the close handshake was ours: the peer's frame is then just
+    // the echo of our code.
+    let mut we_closed = false;
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {
             line = lines.recv(), if stdin_open => {
                 match line.transpose()? {
-                    Some(line) => command(&mut ws, &line).await?,
+                    Some(line) => we_closed |= command(&mut ws, &line).await?,
                     None => {
+                        we_closed = true;
                         // End of input: close normally, then keep printing
                         // what arrives until the server answers.
                         stdin_open = false;
@@ -112,7 +116,7 @@ async fn session(args: Args) -> Result<ExitCode> {
             msg = ws.recv() => match msg {
                 Some(Ok(m)) => print_message(&mut stdout, &m, interactive)?,
                 Some(Err(e)) => return Ok(ended_with_error(e)),
-                None => return Ok(ended_cleanly(ws.close_info())),
+                None => return Ok(ended_cleanly(ws.close_info(), we_closed)),
             },
         }
     }
@@ -134,7 +138,8 @@ fn stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
     rx
 }
 
-async fn command<S>(ws: &mut wshub_ws::WebSocket<S>, line: &str) -> Result<()>
+/// Runs one input line; returns whether it started the closing handshake.
+async fn command<S>(ws: &mut wshub_ws::WebSocket<S>, line: &str) -> Result<bool>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
@@ -149,10 +154,11 @@ where
         let reason = parts.next().unwrap_or("");
         ws.start_close(code, reason)?;
         ws.flush().await?;
+        return Ok(true);
     } else {
         ws.send_text(line).await?;
     }
-    Ok(())
+    Ok(false)
 }
 
 fn print_message(out: &mut std::io::Stdout, m: &Message, interactive: bool) -> Result<()> {
@@ -168,10 +174,10 @@ fn print_message(out: &mut std::io::Stdout, m: &Message, interactive: bool) -> R
     Ok(())
 }
 
-fn ended_cleanly(info: Option<(Option<CloseCode>, String)>) -> ExitCode {
+fn ended_cleanly(info: Option<(Option<CloseCode>, String)>, we_closed: bool) -> ExitCode {
     match info {
         Some((Some(code), reason))
-            if code != CloseCode::NORMAL && code != CloseCode::GOING_AWAY =>
+            if !we_closed && code != CloseCode::NORMAL && code != CloseCode::GOING_AWAY =>
         {
             eprintln!("closed by server: {code} {reason}");
             ExitCode::from(2)
