@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `echo` (a conformance and benchmark echo server),
 //! `connect` (an interactive client like wscat), `autobahn-client` (drives
-//! the Autobahn|Testsuite fuzzingserver with our client).
+//! the Autobahn|Testsuite fuzzingserver with our client), `serve` (the
+//! real-time gateway), `check-config`, `gen-token`, `publish`.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod autobahn;
 mod connect;
 mod echo;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,16 @@ enum Cmd {
     /// Run the client side of the Autobahn|Testsuite against its
     /// fuzzingserver.
     AutobahnClient(autobahn::Args),
+    /// Run the real-time gateway (Centrifugo client protocol v2 and server
+    /// API) on the embedded memory broker.
+    Serve(serve::ServeArgs),
+    /// Load and validate a configuration file.
+    CheckConfig(serve::CheckArgs),
+    /// Print an HS256 connection token.
+    #[command(alias = "token")]
+    GenToken(serve::TokenArgs),
+    /// Publish into a channel through the server HTTP API.
+    Publish(serve::PublishArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,10 @@ fn main() -> ExitCode {
         Cmd::Echo(a) => echo::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Connect(a) => connect::run(a),
         Cmd::AutobahnClient(a) => autobahn::run(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Serve(a) => serve::serve(a).map(|()| ExitCode::SUCCESS),
+        Cmd::CheckConfig(a) => serve::check_config(a),
+        Cmd::GenToken(a) => serve::gen_token(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Publish(a) => serve::publish(a),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,24 @@
 //! presence through the [`broker::Broker`] trait. It knows nothing of
 //! sockets or HTTP (that is `crates/server`), nor of the wire encoding
 //! beyond the protocol types of `wshub-protocol`.
+//!
+//! - [`node::Node`]: one gateway process — config, broker, token verifiers,
+//!   metrics — and the fan-out of broker events (each publication encoded
+//!   once per encoding, the bytes shared by every local subscriber).
+//! - [`hub::Hub`]: channel → local subscribers in 64 shards (no global
+//!   lock on the publish path) and [`hub::ClientHandle`], a connection's
+//!   outbound queue with byte accounting (over `client.queue_max_size` →
+//!   disconnect 3008 slow).
+//! - [`session::Session`]: the per-connection state machine of the
+//!   Centrifugo client protocol (connect, subscribe with recovery, publish,
+//!   presence, history, refresh, ...).
+//! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
+//! - [`auth`], [`config`], [`broker`]: tokens, configuration, brokers.
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod hub;
+pub mod node;
+pub mod session;

@@ -12,4 +12,5 @@ mod node_peer;
 mod payload;
 mod python_peer;
 mod rust_client;
+mod serve_cli;
 mod support;

@@ -1,0 +1,208 @@
+//! `wshub serve`, `wshub check-config`, `wshub gen-token`, `wshub publish`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wshub_hub::broker::{MemoryBroker, MemoryBrokerConfig};
+use wshub_hub::config::{BrokerKind, Config, Loader};
+
+/// `wshub serve` flags.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (Centrifugo v6 format: JSON, YAML or TOML). Without
+    /// one, development defaults are used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `http_server.address`/`port`).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// `wshub check-config` arguments.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    file: PathBuf,
+}
+
+/// `wshub gen-token` flags.
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim); empty for an anonymous token.
+    #[arg(long, default_value = "")]
+    user: String,
+    /// Lifetime in seconds (0 = no expiry).
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    /// HMAC secret (else `client.token.hmac_secret_key` of `--config`).
+    #[arg(long)]
+    secret: Option<String>,
+    /// Configuration file to take the HMAC secret from.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// `wshub publish` arguments.
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The channel.
+    channel: String,
+    /// The data, a JSON text (`'{"text":"hi"}'`).
+    data: String,
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    api: String,
+    /// API key (`http_api.key`).
+    #[arg(long, env = "WSHUB_API_KEY")]
+    api_key: Option<String>,
+}
+
+fn load(path: &PathBuf) -> Result<Config> {
+    let loaded = Loader::new()
+        .process_env()
+        .load_file(path)
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.config)
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(p) => load(p)?,
+        None => {
+            eprintln!(
+                "wshub: no --config given: using DEVELOPMENT defaults (anonymous clients, \
+                 API without key, any origin); do not expose this server"
+            );
+            Config::development_default()
+        }
+    };
+    if config.broker_kind() != BrokerKind::Memory {
+        bail!("only the memory broker is available in this build");
+    }
+    if config.http_server.address.is_empty() {
+        config.http_server.address = "0.0.0.0".into();
+    }
+    let addr = match args.listen {
+        Some(a) => a,
+        None => format!("{}:{}", config.http_server.address, config.http_server.port),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        eprintln!("wshub: {}", config.describe());
+        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let server = wshub_server::Server::bind(config, broker, &addr).await?;
+        println!("listening on http://{}", server.local_addr());
+        server.run(shutdown_signal()).await;
+        eprintln!("wshub: stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn check_config(args: CheckArgs) -> Result<ExitCode> {
+    let config = load(&args.file)?;
+    println!("{}: ok ({})", args.file.display(), config.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gen_token(args: TokenArgs) -> Result<()> {
+    let secret = match (args.secret, &args.config) {
+        (Some(s), _) => s,
+        (None, Some(p)) => load(p)?.client.token.hmac_secret_key,
+        (None, None) => bail!("give --secret or --config"),
+    };
+    if secret.is_empty() {
+        bail!("no HMAC secret (client.token.hmac_secret_key is empty)");
+    }
+    let ttl = (args.ttl > 0).then(|| Duration::from_secs(args.ttl));
+    let token = wshub_hub::auth::generate_connection_token(&secret, &args.user, ttl, None, &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{token}");
+    Ok(())
+}
+
+pub fn publish(args: PublishArgs) -> Result<ExitCode> {
+    let data: serde_json::Value =
+        serde_json::from_str(&args.data).context("DATA must be a JSON text")?;
+    let body = serde_json::json!({ "channel": args.channel, "data": data }).to_string();
+    let url = url::Url::parse(&args.api).context("bad --api URL")?;
+    if url.scheme() != "http" {
+        bail!("--api must be an http:// URL");
+    }
+    let host = url.host_str().context("--api has no host")?.to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let path = format!("{}/api/publish", url.path().trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, resp) = rt.block_on(async {
+        let mut s = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .context("connect timed out")??;
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if let Some(k) = &args.api_key {
+            req.push_str(&format!("X-API-Key: {k}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).await?;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .context("no answer")??;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_owned();
+        anyhow::Ok((status, body))
+    })?;
+    println!("{}", resp.trim());
+    Ok(if status == 200 && !resp.contains("\"error\"") {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("wshub: publish failed (HTTP {status})");
+        ExitCode::FAILURE
+    })
+}

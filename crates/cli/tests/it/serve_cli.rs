@@ -1,0 +1,107 @@
+//! `wshub serve`, `publish`, `gen-token`, `check-config` as processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::wshub;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Server {
+    let mut cmd = wshub();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn wshub serve");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("wshub serve printed nothing");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, addr }
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run wshub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn serve_publish_and_terminate_gracefully() {
+    let mut srv = serve(&[]);
+    let api = format!("http://{}", srv.addr);
+    let (ok, out) = run(wshub().args(["publish", "news", r#"{"x":1}"#, "--api", &api]));
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"]["offset"], 1);
+    #[cfg(unix)]
+    {
+        let pid = srv.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = srv.child.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn api_key_from_config_and_token_generation() {
+    let dir = std::env::temp_dir().join(format!("wshub-serve-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"client":{"token":{"hmac_secret_key":"sekret"}},"http_api":{"key":"k"},
+            "channel":{"without_namespace":{"history_size":10,"history_ttl":"60s"}}}"#,
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let (ok, out) = run(wshub().args(["check-config", cfg_s]));
+    assert!(ok, "{out}");
+    let (ok, token) = run(wshub().args(["gen-token", "--user", "42", "--config", cfg_s]));
+    assert!(ok);
+    assert_eq!(token.trim().split('.').count(), 3);
+    let srv = serve(&["--config", cfg_s]);
+    let api = format!("http://{}", srv.addr);
+    let (ok, _) = run(wshub().args(["publish", "a", "1", "--api", &api]));
+    assert!(!ok, "no key must fail");
+    let (ok, out) = run(wshub().args(["publish", "a", "1", "--api", &api, "--api-key", "k"]));
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

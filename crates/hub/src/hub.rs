@@ -1,0 +1,462 @@
+//! The [`Hub`]: which local client is subscribed to which channel, sharded
+//! by channel hash so that the publish path never takes a global lock; and
+//! [`ClientHandle`], the outbound side of one connection that the fan-out
+//! pushes into.
+//!
+//! Lock order: a hub shard, then a client handle's queue; never the other
+//! way round.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use wshub_protocol::{Disconnect, DisconnectCode, Encoding};
+
+/// Number of shards of the channel map.
+pub const HUB_SHARDS: usize = 64;
+
+/// An action another part of the node asks a session to take (server API
+/// `disconnect`, `unsubscribe`, `subscribe`, ...). The session applies it
+/// in its own task.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Close the connection with this disconnect.
+    Disconnect(Disconnect),
+    /// Unsubscribe the client from a channel (server-side unsubscribe).
+    Unsubscribe(String),
+    /// Subscribe the client to a channel (server-side subscribe).
+    Subscribe(String),
+}
+
+#[derive(Default)]
+struct Outbound {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// Channels being subscribed: their pushes wait here until the
+    /// subscribe reply is queued (offset, frame).
+    pending: HashMap<String, Vec<(u64, Bytes)>>,
+    controls: Vec<Control>,
+    disconnect: Option<Disconnect>,
+}
+
+/// The outbound side of one client connection: a queue of encoded frames
+/// with byte accounting, and a wakeup for the connection's writer.
+///
+/// When queued bytes would exceed the limit (`client.queue_max_size`) the
+/// queue is dropped and the client marked for disconnect with 3008 slow.
+pub struct ClientHandle {
+    id: String,
+    encoding: Encoding,
+    max_bytes: usize,
+    out: Mutex<Outbound>,
+    notify: Notify,
+    closing: Notify,
+    slow: AtomicBool,
+}
+
+impl std::fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandle")
+            .field("id", &self.id)
+            .field("encoding", &self.encoding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`ClientHandle::drain`] took out of the queue.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Frames to write, in order.
+    pub frames: Vec<Bytes>,
+    /// Actions for the session.
+    pub controls: Vec<Control>,
+    /// Close the connection with this, after writing `frames`.
+    pub disconnect: Option<Disconnect>,
+}
+
+impl ClientHandle {
+    /// A handle for client `id` speaking `encoding`, queueing at most
+    /// `max_bytes` (0 = unlimited).
+    pub fn new(id: impl Into<String>, encoding: Encoding, max_bytes: usize) -> Self {
+        ClientHandle {
+            id: id.into(),
+            encoding,
+            max_bytes,
+            out: Mutex::new(Outbound::default()),
+            notify: Notify::new(),
+            closing: Notify::new(),
+            slow: AtomicBool::new(false),
+        }
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The client's encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Outbound> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the client was cut off as a slow consumer.
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    fn push_locked(&self, out: &mut Outbound, frame: Bytes) -> bool {
+        if out.disconnect.is_some() {
+            return true;
+        }
+        if self.max_bytes > 0 && out.bytes + frame.len() > self.max_bytes {
+            out.frames.clear();
+            out.bytes = 0;
+            out.pending.clear();
+            out.disconnect = Some(DisconnectCode::SLOW.to_disconnect());
+            self.slow.store(true, Ordering::Relaxed);
+            self.closing.notify_one();
+            return false;
+        }
+        out.bytes += frame.len();
+        out.frames.push_back(frame);
+        true
+    }
+
+    /// Queues a frame and wakes the writer. Returns false when this push
+    /// overflowed the queue (the client is now marked slow).
+    pub fn push(&self, frame: Bytes) -> bool {
+        let ok = self.push_locked(&mut self.lock(), frame);
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Queues a channel push with the publication `offset` (0 when not
+    /// positioned). While the channel is being subscribed it is held back
+    /// (see [`ClientHandle::begin_pending`]). Returns false on overflow.
+    pub fn push_channel(&self, channel: &str, offset: u64, frame: Bytes) -> bool {
+        let mut out = self.lock();
+        if let Some(p) = out.pending.get_mut(channel) {
+            p.push((offset, frame));
+            return true;
+        }
+        let ok = self.push_locked(&mut out, frame);
+        drop(out);
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Holds back pushes of `channel` until [`ClientHandle::end_pending`].
+    pub fn begin_pending(&self, channel: &str) {
+        self.lock().pending.insert(channel.to_owned(), Vec::new());
+    }
+
+    /// Queues `reply` (the subscribe reply, if any), then the held-back
+    /// pushes of `channel` whose offset is above `after` (all of them when
+    /// `after` is 0 or the push has no offset), and stops holding back.
+    /// Returns false on overflow.
+    pub fn end_pending(&self, channel: &str, reply: Option<Bytes>, after: u64) -> bool {
+        let mut out = self.lock();
+        let held = out.pending.remove(channel).unwrap_or_default();
+        let mut ok = true;
+        if let Some(r) = reply {
+            ok &= self.push_locked(&mut out, r);
+        }
+        for (offset, frame) in held {
+            if after == 0 || offset == 0 || offset > after {
+                ok &= self.push_locked(&mut out, frame);
+            }
+        }
+        drop(out);
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Asks the session to take an action.
+    pub fn control(&self, c: Control) {
+        self.lock().controls.push(c);
+        self.notify.notify_one();
+    }
+
+    /// Marks the client for disconnect (after the frames already queued).
+    pub fn disconnect(&self, d: Disconnect) {
+        let mut out = self.lock();
+        if out.disconnect.is_none() {
+            out.disconnect = Some(d);
+        }
+        drop(out);
+        self.notify.notify_one();
+        self.closing.notify_one();
+    }
+
+    /// The disconnect the client is marked for, if any.
+    pub fn pending_disconnect(&self) -> Option<Disconnect> {
+        self.lock().disconnect.clone()
+    }
+
+    /// Resolves once the client is marked for disconnect (slow consumer or
+    /// [`ClientHandle::disconnect`]); lets a writer stuck on a full socket
+    /// give up.
+    ///
+    /// Cancel safety: cancel safe.
+    pub async fn closing(&self) {
+        self.closing.notified().await
+    }
+
+    /// Takes everything queued.
+    pub fn drain(&self) -> Drained {
+        let mut out = self.lock();
+        out.bytes = 0;
+        Drained {
+            frames: out.frames.drain(..).collect(),
+            controls: std::mem::take(&mut out.controls),
+            disconnect: out.disconnect.clone(),
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Resolves when something was queued since the last drain (a permit is
+    /// kept, so a wakeup between drain and wait is not lost).
+    ///
+    /// Cancel safety: cancel safe.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// One local subscriber of a channel.
+#[derive(Clone, Debug)]
+pub struct Subscriber {
+    /// The client.
+    pub handle: Arc<ClientHandle>,
+    /// Whether it gets join/leave pushes.
+    pub join_leave: bool,
+}
+
+type Shard = HashMap<String, HashMap<String, Subscriber>>;
+
+/// Channel → local subscribers, in [`HUB_SHARDS`] shards; plus user →
+/// connections, for the server API.
+pub struct Hub {
+    shards: Vec<Mutex<Shard>>,
+    /// Serializes broker subscribe/unsubscribe per shard so that a channel
+    /// emptied and refilled at once stays subscribed at the broker.
+    sub_locks: Vec<tokio::sync::Mutex<()>>,
+    users: Mutex<HashMap<String, HashMap<String, Arc<ClientHandle>>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Hub {
+            shards: (0..HUB_SHARDS).map(|_| Mutex::default()).collect(),
+            sub_locks: (0..HUB_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            users: Mutex::default(),
+        }
+    }
+
+    fn index(channel: &str) -> usize {
+        let mut h = DefaultHasher::new();
+        channel.hash(&mut h);
+        (h.finish() as usize) % HUB_SHARDS
+    }
+
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
+        self.shards[Self::index(channel)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock that orders broker subscribe/unsubscribe calls for
+    /// `channel`'s shard; hold it across "change the hub, call the broker".
+    pub async fn sub_lock(&self, channel: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.sub_locks[Self::index(channel)].lock().await
+    }
+
+    /// Adds a subscriber; true when it is the channel's first one.
+    pub fn add(&self, channel: &str, sub: Subscriber) -> bool {
+        let mut shard = self.shard(channel);
+        let subs = shard.entry(channel.to_owned()).or_default();
+        let first = subs.is_empty();
+        subs.insert(sub.handle.id().to_owned(), sub);
+        first
+    }
+
+    /// Removes a subscriber; true when the channel has no subscriber left.
+    pub fn remove(&self, channel: &str, client: &str) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(subs) = shard.get_mut(channel) else {
+            return true;
+        };
+        subs.remove(client);
+        if subs.is_empty() {
+            shard.remove(channel);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether `channel` has local subscribers.
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        self.shard(channel).contains_key(channel)
+    }
+
+    /// Calls `f` for every local subscriber of `channel`, under the shard
+    /// lock (keep `f` quick).
+    pub fn for_each_subscriber(&self, channel: &str, mut f: impl FnMut(&Subscriber)) {
+        let shard = self.shard(channel);
+        if let Some(subs) = shard.get(channel) {
+            subs.values().for_each(&mut f);
+        }
+    }
+
+    /// The subscriber count of every channel with local subscribers.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        let mut all = Vec::new();
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(s.iter().map(|(c, subs)| (c.clone(), subs.len())));
+        }
+        all
+    }
+
+    /// Number of channels and of subscriptions.
+    pub fn counts(&self) -> (usize, usize) {
+        let (mut channels, mut subs) = (0, 0);
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            channels += s.len();
+            subs += s.values().map(HashMap::len).sum::<usize>();
+        }
+        (channels, subs)
+    }
+
+    /// Registers a connection of `user`.
+    pub fn add_user(&self, user: &str, handle: Arc<ClientHandle>) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .entry(user.to_owned())
+            .or_default()
+            .insert(handle.id().to_owned(), handle);
+    }
+
+    /// Unregisters a connection of `user`.
+    pub fn remove_user(&self, user: &str, client: &str) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = users.get_mut(user) {
+            m.remove(client);
+            if m.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// The connections of `user` (all of them when `client` is empty, else
+    /// only that one).
+    pub fn user_clients(&self, user: &str, client: &str) -> Vec<Arc<ClientHandle>> {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(user)
+            .map(|m| {
+                m.values()
+                    .filter(|h| client.is_empty() || h.id() == client)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every connection.
+    pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.values().flat_map(|m| m.values().cloned()).collect()
+    }
+
+    /// Number of connections and of distinct users.
+    pub fn client_counts(&self) -> (usize, usize) {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let users_set: HashSet<&String> = users.keys().collect();
+        (users.values().map(HashMap::len).sum(), users_set.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_marks_slow_and_drops_queue() {
+        let h = ClientHandle::new("c", Encoding::Json, 10);
+        assert!(h.push(Bytes::from_static(b"12345")));
+        assert!(h.push(Bytes::from_static(b"12345")));
+        assert!(!h.push(Bytes::from_static(b"1")));
+        assert!(h.is_slow());
+        let d = h.drain();
+        assert!(d.frames.is_empty());
+        assert_eq!(d.disconnect.unwrap().code, 3008);
+    }
+
+    #[test]
+    fn pending_pushes_follow_the_reply_and_skip_recovered_offsets() {
+        let h = ClientHandle::new("c", Encoding::Json, 0);
+        h.begin_pending("ch");
+        h.push_channel("ch", 3, Bytes::from_static(b"p3"));
+        h.push_channel("ch", 4, Bytes::from_static(b"p4"));
+        h.push_channel("other", 1, Bytes::from_static(b"o1"));
+        h.end_pending("ch", Some(Bytes::from_static(b"reply")), 3);
+        let d = h.drain();
+        assert_eq!(d.frames, vec!["o1", "reply", "p4"]);
+    }
+
+    #[test]
+    fn hub_add_remove_reports_first_and_last() {
+        let hub = Hub::new();
+        let a = Arc::new(ClientHandle::new("a", Encoding::Json, 0));
+        let b = Arc::new(ClientHandle::new("b", Encoding::Json, 0));
+        assert!(hub.add(
+            "x",
+            Subscriber {
+                handle: a,
+                join_leave: false
+            }
+        ));
+        assert!(!hub.add(
+            "x",
+            Subscriber {
+                handle: b,
+                join_leave: false
+            }
+        ));
+        assert_eq!(hub.counts(), (1, 2));
+        assert!(!hub.remove("x", "a"));
+        assert!(hub.remove("x", "b"));
+        assert!(!hub.has_subscribers("x"));
+    }
+}

@@ -1,0 +1,273 @@
+//! HTTP routes: WebSocket upgrade, server API, health, metrics, demo files.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use wshub_hub::api;
+use wshub_protocol::Encoding;
+use wshub_ws::ServerOptions;
+
+use crate::Shared;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest API request body.
+const MAX_API_BODY: usize = 16 << 20;
+
+fn full(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    full(status, "application/json", v.to_string())
+}
+
+fn text(status: StatusCode, t: &'static str) -> Response<Body> {
+    full(status, "text/plain; charset=utf-8", t)
+}
+
+/// Routes one request.
+pub(crate) async fn route(
+    shared: Arc<Shared>,
+    _peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let cfg = shared.node.config().clone();
+    let path = req.uri().path().to_owned();
+    let ws_path = prefix(&cfg.websocket.handler_prefix, "/connection/websocket");
+    let health_path = prefix(&cfg.health.handler_prefix, "/health");
+    let metrics_path = prefix(&cfg.prometheus.handler_prefix, "/metrics");
+    let demo_prefix = prefix(&cfg.demo.handler_prefix, "/demo");
+    let api_prefix = cfg.http_api.handler_prefix.trim_end_matches('/').to_owned();
+    Ok(if path == ws_path && !cfg.websocket.disabled {
+        websocket(shared, req)
+    } else if !cfg.http_api.disabled
+        && (path == api_prefix || path.starts_with(&format!("{api_prefix}/")))
+    {
+        api_route(shared, req, &path[api_prefix.len()..]).await
+    } else if cfg.health.enabled && path == health_path {
+        json(StatusCode::OK, &serde_json::json!({}))
+    } else if cfg.health.enabled && path == "/ready" {
+        match shared.node.broker().health().await {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "error": e.to_string() }),
+            ),
+        }
+    } else if cfg.prometheus.enabled && path == metrics_path {
+        full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            shared.node.metrics_text(),
+        )
+    } else if cfg.demo.enabled && req.method() == Method::GET {
+        // The demo lives under its prefix and, for convenience, at `/`.
+        static_file(path.strip_prefix(&demo_prefix).unwrap_or(&path))
+    } else {
+        text(StatusCode::NOT_FOUND, "not found")
+    })
+}
+
+fn prefix(configured: &str, default: &str) -> String {
+    let p = configured.trim_end_matches('/');
+    if p.is_empty() {
+        default.to_owned()
+    } else {
+        p.to_owned()
+    }
+}
+
+fn static_file(path: &str) -> Response<Body> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    let found = crate::static_files::FILES
+        .iter()
+        .find(|(p, _)| *p == rel)
+        .map(|(_, b)| *b);
+    match found {
+        Some(b) => {
+            let ctype = match rel.rsplit('.').next() {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                Some("json") => "application/json",
+                Some("svg") => "image/svg+xml",
+                Some("png") => "image/png",
+                _ => "application/octet-stream",
+            };
+            full(StatusCode::OK, ctype, Bytes::from_static(b))
+        }
+        None if rel == "index.html" => full(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<!doctype html><title>wshub</title><h1>wshub</h1>\
+             <p>Connect to <code>/connection/websocket</code>.</p>",
+        ),
+        None => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Centrifugo's origin rule: a request without `Origin` passes; otherwise
+/// the origin must match one of `allowed_origins` (`*` wildcards, case
+/// insensitive); an empty list refuses every request that has an `Origin`.
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.to_ascii_lowercase();
+    allowed
+        .iter()
+        .any(|p| wildcard(&p.to_ascii_lowercase(), &origin))
+}
+
+fn wildcard(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, tail)) => {
+            if !s.starts_with(head) {
+                return false;
+            }
+            let rest = &s[head.len()..];
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && wildcard(tail, &rest[i..]))
+        }
+    }
+}
+
+fn websocket(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Body> {
+    let cfg = shared.node.config().clone();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if !origin_allowed(&cfg.client.allowed_origins, origin) {
+        tracing::info!(?origin, "websocket refused: origin not allowed");
+        return text(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    let query_protobuf = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "format" && Encoding::from_query_value(&v) == Encoding::Protobuf)
+        })
+        .unwrap_or(false);
+    let mut limits = wshub_ws::Limits::default();
+    if cfg.websocket.message_size_limit > 0 {
+        limits.max_message_size = cfg.websocket.message_size_limit as usize;
+    }
+    let mut opts = ServerOptions::default()
+        .subprotocols([Encoding::PROTOBUF_SUBPROTOCOL, Encoding::JSON_SUBPROTOCOL])
+        .ws(wshub_ws::Options::default().limits(limits));
+    if cfg.websocket.compression {
+        // Broadcast frames stay pre-encoded and uncompressed (RSV1 clear),
+        // which permessage-deflate allows; replies may be compressed.
+        opts = opts.deflate(Some(wshub_ws::DeflateConfig::default()));
+    }
+    match wshub_ws::upgrade(&mut req, &opts) {
+        Ok((resp, fut)) => {
+            tokio::spawn(async move {
+                let ws = match fut.await {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upgrade failed");
+                        return;
+                    }
+                };
+                let sub_protobuf = ws
+                    .protocol()
+                    .and_then(Encoding::from_subprotocol)
+                    .is_some_and(|e| e == Encoding::Protobuf);
+                let encoding = if sub_protobuf || query_protobuf {
+                    Encoding::Protobuf
+                } else {
+                    Encoding::Json
+                };
+                crate::ws::serve(shared, ws, encoding).await;
+            });
+            resp.map(|b| b.map_err(|never| match never {}).boxed())
+        }
+        Err(resp) => resp.map(|b| b.map_err(|never| match never {}).boxed()),
+    }
+}
+
+fn api_key(req: &Request<Incoming>) -> Option<String> {
+    if let Some(k) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.to_owned());
+    }
+    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("apikey")
+        .then(|| key.trim().to_owned())
+}
+
+async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> Response<Body> {
+    let cfg = shared.node.config().clone();
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    if !cfg.http_api.insecure {
+        let ok = !cfg.http_api.key.is_empty()
+            && api_key(&req)
+                .is_some_and(|k| constant_eq(k.as_bytes(), cfg.http_api.key.as_bytes()));
+        if !ok {
+            return text(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
+    let method = rest.trim_start_matches('/').to_owned();
+    let body = match Limited::new(req.into_body(), MAX_API_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return text(StatusCode::BAD_REQUEST, "bad request"),
+    };
+    let node = &shared.node;
+    if method.is_empty() || method == "batch" {
+        return match api::call_batch(node, &body).await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(_) => text(StatusCode::BAD_REQUEST, "bad request"),
+        };
+    }
+    if !api::is_method(&method) {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    let r = api::call(node, &method, &body).await;
+    if let Err(e) = &r {
+        if e.code == 107 && e.message.starts_with("bad request:") {
+            return text(StatusCode::BAD_REQUEST, "bad request");
+        }
+    }
+    json(StatusCode::OK, &api::reply(r))
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let list = vec![
+            "https://*.example.com".to_owned(),
+            "http://localhost:3000".to_owned(),
+        ];
+        assert!(origin_allowed(&list, None));
+        assert!(origin_allowed(&list, Some("https://app.example.com")));
+        assert!(origin_allowed(&list, Some("HTTP://localhost:3000")));
+        assert!(!origin_allowed(&list, Some("https://evil.com")));
+        assert!(!origin_allowed(&[], Some("https://a.com")));
+        assert!(origin_allowed(&["*".to_owned()], Some("https://a.com")));
+    }
+}

@@ -1,0 +1,160 @@
+//! The server HTTP API: keys, method shapes, batch, and actions on
+//! connected clients.
+
+use crate::support::{dev_config, start, Client};
+
+#[tokio::test]
+async fn api_key_is_required_unless_insecure() {
+    let mut cfg = dev_config();
+    cfg.http_api.insecure = false;
+    cfg.http_api.key = "k3y".into();
+    let srv = start(cfg).await;
+    let body = r#"{"channel":"a","data":{}}"#;
+    let (status, _) = srv.post("/api/publish", body, &[]).await;
+    assert_eq!(status, 401);
+    let (status, _) = srv
+        .post("/api/publish", body, &[("X-API-Key", "wrong")])
+        .await;
+    assert_eq!(status, 401);
+    let (status, b) = srv
+        .post("/api/publish", body, &[("X-API-Key", "k3y")])
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["result"]["offset"], 1);
+    let (status, _) = srv
+        .post("/api/publish", body, &[("Authorization", "apikey k3y")])
+        .await;
+    assert_eq!(status, 200);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_errors_and_unknown_methods() {
+    let srv = start(dev_config()).await;
+    let v = srv.api("publish", r#"{"channel":"ns:x","data":{}}"#).await;
+    assert_eq!(v["error"]["code"], 102);
+    let v = srv.api("publish", r#"{"channel":"x"}"#).await;
+    assert_eq!(v["error"]["code"], 107);
+    let (status, _) = srv.post("/api/nope", "{}", &[]).await;
+    assert_eq!(status, 404);
+    let (status, _) = srv.post("/api/publish", "{bad", &[]).await;
+    assert_eq!(status, 400);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_broadcast_channels_info_and_history_remove() {
+    let srv = start(dev_config()).await;
+    let (mut a, _) = Client::connected(&srv.ws_url()).await;
+    a.call(r#""subscribe":{"channel":"b1"}"#).await;
+    let v = srv
+        .api("broadcast", r#"{"channels":["b1","b2"],"data":{"x":1}}"#)
+        .await;
+    let resp = v["result"]["responses"].as_array().unwrap();
+    assert_eq!(resp.len(), 2);
+    assert_eq!(resp[0]["result"]["offset"], 1);
+    assert_eq!(a.data_push().await.channel, "b1");
+    let (status, body) = srv
+        .post(
+            "/api/batch",
+            r#"{"commands":[{"publish":{"channel":"b1","data":2}},{"history":{"channel":"b1","limit":10}},{"nope":{}}]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["replies"][0]["publish"]["offset"], 2);
+    assert_eq!(
+        v["replies"][1]["history"]["publications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(v["replies"][2]["error"]["code"], 104);
+    let v = srv.api("channels", r#"{"pattern":"b*"}"#).await;
+    assert_eq!(v["result"]["channels"]["b1"]["num_clients"], 1);
+    let v = srv.api("info", "{}").await;
+    assert_eq!(v["result"]["nodes"][0]["num_clients"], 1);
+    srv.api("history_remove", r#"{"channel":"b1"}"#).await;
+    let v = srv.api("history", r#"{"channel":"b1","limit":10}"#).await;
+    assert_eq!(v["result"]["publications"].as_array().unwrap().len(), 0);
+    assert_eq!(v["result"]["offset"], 2, "position survives history_remove");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_disconnect_unsubscribe_and_subscribe_reach_the_client() {
+    let mut cfg = dev_config();
+    cfg.client.token.hmac_secret_key = "s".into();
+    let srv = start(cfg).await;
+    let token = wshub_hub::auth::generate_connection_token("s", "u1", None, None, &[]).unwrap();
+    let mut a = Client::open(&srv.ws_url()).await;
+    a.call(&format!(r#""connect":{{"token":"{token}"}}"#)).await;
+    a.call(r#""subscribe":{"channel":"c"}"#).await;
+    srv.api("unsubscribe", r#"{"user":"u1","channel":"c"}"#)
+        .await;
+    let p = a.data_push().await;
+    assert_eq!(p.channel, "c");
+    assert_eq!(p.unsubscribe.unwrap().code, 2000);
+    srv.api("subscribe", r#"{"user":"u1","channel":"d"}"#).await;
+    let p = a.data_push().await;
+    assert_eq!(p.channel, "d");
+    assert!(p.subscribe.is_some());
+    srv.api("publish", r#"{"channel":"d","data":"x"}"#).await;
+    assert_eq!(a.data_push().await.publication.unwrap().offset, 1);
+    srv.api(
+        "disconnect",
+        r#"{"user":"u1","disconnect":{"code":4000,"reason":"bye"}}"#,
+    )
+    .await;
+    assert_eq!(a.closed().await, (4000, "bye".to_owned()));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_ready_metrics_and_demo() {
+    let srv = start(dev_config()).await;
+    let (mut a, _) = Client::connected(&srv.ws_url()).await;
+    a.call(r#""subscribe":{"channel":"m"}"#).await;
+    srv.api("publish", r#"{"channel":"m","data":1}"#).await;
+    a.data_push().await;
+    let get = |path: &'static str| {
+        let addr = srv.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let t = crate::support::T;
+    assert!(tokio::time::timeout(t, get("/health"))
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert!(tokio::time::timeout(t, get("/ready"))
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    let m = tokio::time::timeout(t, get("/metrics")).await.unwrap();
+    assert!(m.contains("wshub_node_num_clients 1"), "{m}");
+    assert!(
+        m.contains("wshub_node_messages_sent_total{type=\"publication\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("wshub_client_commands_total{method=\"connect\"} 1"),
+        "{m}"
+    );
+    let index = tokio::time::timeout(t, get("/")).await.unwrap();
+    assert!(index.starts_with("HTTP/1.1 200") && index.contains("text/html"));
+    srv.shutdown().await;
+}
