@@ -782,6 +782,12 @@ impl Config {
         o.allow_history_for_subscriber = true;
         o.allow_history_for_anonymous = true;
         o.allow_user_limited_channels = true;
+        // The demo pages use `chat:lobby` and `dashboard:metrics`.
+        for name in ["chat", "dashboard"] {
+            let mut ns = ChannelNamespace::new(name);
+            ns.options = c.channel.without_namespace.clone();
+            c.channel.namespaces.push(ns);
+        }
         c.http_api.insecure = true;
         c.prometheus.enabled = true;
         c.health.enabled = true;

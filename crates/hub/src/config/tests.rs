@@ -694,3 +694,17 @@ fn user_limited_channels() {
     assert_eq!(r.allowed_users().collect::<Vec<_>>(), ["a,b"]);
     assert!(r.user_allowed("a,b") && !r.user_allowed("a"));
 }
+
+#[test]
+fn development_defaults_serve_the_demo_channels() {
+    let c = Config::development_default();
+    c.validate().unwrap();
+    for ch in ["chat:lobby", "dashboard:metrics", "news"] {
+        let r = channel_options(&c, ch).unwrap_or_else(|e| panic!("{ch}: {e:?}"));
+        assert!(r.options.allow_subscribe_for_anonymous, "{ch}");
+        assert!(
+            r.options.history_size > 0 && r.options.force_recovery,
+            "{ch}"
+        );
+    }
+}
