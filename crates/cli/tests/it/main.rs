@@ -6,11 +6,13 @@
 //! missing peer fails the test with the command that installs it (CI
 //! installs them; see `tests/interop/`).
 
+mod browser;
 mod connect_cli;
 mod echo_strict;
 mod node_peer;
 mod payload;
 mod python_peer;
 mod rust_client;
+mod sdk_interop;
 mod serve_cli;
 mod support;

@@ -1,0 +1,105 @@
+// Two Chromium pages chat through `wshub serve`; one loses its connection
+// and recovers what was published meanwhile; one reloads and gets the room's
+// history back. Usage: node chat.mjs BASE_URL OUT_DIR. Exits non-zero with a
+// message on the first thing a user would notice going wrong.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [base, outDir] = process.argv.slice(2);
+if (!base || !outDir) {
+  console.error("usage: node chat.mjs BASE_URL OUT_DIR");
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+const failures = [];
+const pageErrors = [];
+
+async function open(name) {
+  const page = await (await browser.newContext()).newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
+  await page.goto(`${base}/chat.html`);
+  await page.fill("#name", name);
+  await page.click("#join");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("connected"), null, { timeout: 20000 });
+  return page;
+}
+
+async function waitForMessage(page, text, what) {
+  try {
+    await page.waitForFunction(
+      (t) => [...document.querySelectorAll("#messages li")].some((li) => li.textContent.includes(t)),
+      text,
+      { timeout: 20000 },
+    );
+  } catch {
+    failures.push(`${what}: "${text}" never appeared`);
+  }
+}
+
+async function say(page, text) {
+  await page.fill("#message", text);
+  await page.click("#send");
+}
+
+async function apiPublish(text) {
+  const res = await fetch(`${base}/api/publish`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ channel: "chat:lobby", data: { name: "api", text } }),
+  });
+  if (!res.ok) throw new Error(`publish: HTTP ${res.status}`);
+}
+
+try {
+  const alice = await open("alice");
+  const bob = await open("bob");
+  await say(alice, "hello from alice");
+  await waitForMessage(bob, "hello from alice", "bob receives alice's message");
+  await say(bob, "hi alice");
+  await waitForMessage(alice, "hi alice", "alice receives bob's message");
+  try {
+    await alice.waitForFunction(() => document.querySelectorAll("#presence li").length === 2, null, { timeout: 20000 });
+  } catch {
+    failures.push("presence does not list both users");
+  }
+
+  // Bob's connection drops; two messages are published while he is away.
+  await bob.evaluate(() => window.wshubChat.client._ws.close());
+  await apiPublish("missed one");
+  await apiPublish("missed two");
+  await waitForMessage(bob, "missed one", "bob recovers after the drop");
+  await waitForMessage(bob, "missed two", "bob recovers after the drop");
+  const order = await bob.$$eval("#messages li", (lis) => lis.map((li) => li.textContent));
+  const i1 = order.findIndex((t) => t.includes("missed one"));
+  const i2 = order.findIndex((t) => t.includes("missed two"));
+  if (!(i1 >= 0 && i2 > i1)) failures.push(`recovered messages out of order: ${JSON.stringify(order)}`);
+  if (order.filter((t) => t.includes("missed one")).length !== 1) failures.push("a recovered message was shown twice");
+  const note = await bob.textContent("#notice");
+  if (!/recovered 2 messages/.test(note)) failures.push(`bob's notice after recovery: ${JSON.stringify(note)}`);
+  await bob.screenshot({ path: `${outDir}/chat-bob-recovered.png` });
+
+  // Bob reloads; alice writes meanwhile; the room's history comes back.
+  await bob.reload();
+  await say(alice, "written during the reload");
+  await bob.fill("#name", "bob");
+  await bob.click("#join");
+  await waitForMessage(bob, "written during the reload", "bob sees history after reloading");
+  await waitForMessage(bob, "hello from alice", "bob sees history after reloading");
+  await alice.screenshot({ path: `${outDir}/chat-alice.png` });
+  await bob.screenshot({ path: `${outDir}/chat-bob-reloaded.png` });
+} catch (e) {
+  failures.push(`unexpected: ${e.stack || e}`);
+} finally {
+  await browser.close();
+}
+for (const e of pageErrors) failures.push(`page error: ${e}`);
+if (failures.length) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
+console.log(`ok: screenshots in ${outDir}`);
