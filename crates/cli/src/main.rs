@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod autobahn;
+mod bench;
 mod connect;
 mod echo;
 mod serve;
@@ -49,6 +50,9 @@ enum Cmd {
     GenToken(serve::TokenArgs),
     /// Publish into a channel through the server HTTP API.
     Publish(serve::PublishArgs),
+    /// Load generators that print progress and one JSON summary line.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig(a) => serve::check_config(a),
         Cmd::GenToken(a) => serve::gen_token(a).map(|()| ExitCode::SUCCESS),
         Cmd::Publish(a) => serve::publish(a),
+        Cmd::Bench(b) => bench::run(b).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

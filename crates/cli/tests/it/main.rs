@@ -6,6 +6,7 @@
 //! missing peer fails the test with the command that installs it (CI
 //! installs them; see `tests/interop/`).
 
+mod bench_cli;
 mod browser;
 mod connect_cli;
 mod echo_strict;

@@ -1,0 +1,229 @@
+//! `wshub bench`: load generators. Single-threaded by default so the
+//! generator can be pinned to one core (`taskset -c 1`) while the server
+//! under test runs on the other; progress every second on stderr, one JSON
+//! summary line on stdout.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use wshub_proto::Message;
+use wshub_ws::{connect, ClientOptions, MaybeTlsStream, WebSocket};
+
+/// `wshub bench` subcommands.
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Gateway fan-out: N subscribers on one channel, one publisher at a
+    /// fixed rate; deliveries per second and publish-to-deliver latency.
+    Fanout(FanoutArgs),
+}
+
+/// `wshub bench fanout` flags.
+#[derive(clap::Args)]
+pub struct FanoutArgs {
+    /// The gateway's client endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
+    url: String,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publications per second (open loop: the schedule does not wait for
+    /// deliveries).
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// Publication payload size in bytes (JSON, padded).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Channel (must allow anonymous subscribe and publish, as the
+    /// development defaults do).
+    #[arg(long, default_value = "bench")]
+    channel: String,
+}
+
+pub fn run(b: Bench) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match b {
+        Bench::Fanout(a) => rt.block_on(tokio::task::LocalSet::new().run_until(fanout(a))),
+    }
+}
+
+type Ws = WebSocket<MaybeTlsStream>;
+
+/// Sends `frame` and waits for the reply whose id is `id`, answering pings.
+async fn command(ws: &mut Ws, frame: String, id: u32) -> Result<String> {
+    ws.send_text(&frame).await?;
+    let needle = format!("\"id\":{id}");
+    loop {
+        match ws.recv().await {
+            Some(Ok(Message::Text(t))) => {
+                for line in t.lines() {
+                    if line.contains(&needle) {
+                        if line.contains("\"error\"") {
+                            bail!("command {id} failed: {line}");
+                        }
+                        return Ok(line.to_owned());
+                    }
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection closed during setup"),
+        }
+    }
+}
+
+async fn session(url: &str, channel: Option<&str>) -> Result<Ws> {
+    let mut ws = connect(url, &ClientOptions::default()).await?;
+    command(
+        &mut ws,
+        r#"{"id":1,"connect":{"name":"wshub-bench"}}"#.into(),
+        1,
+    )
+    .await?;
+    if let Some(ch) = channel {
+        let sub = serde_json::json!({"id": 2, "subscribe": {"channel": ch}}).to_string();
+        command(&mut ws, sub, 2).await?;
+    }
+    Ok(ws)
+}
+
+/// Publish time in microseconds since `base`, read from `"t":<digits>`
+/// without parsing the whole JSON.
+fn stamp(line: &str) -> Option<u64> {
+    let at = line.find("\"t\":")? + 4;
+    let digits = line[at..].split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+#[derive(Default)]
+struct Totals {
+    deliveries: u64,
+    errors: u64,
+}
+
+async fn fanout(a: FanoutArgs) -> Result<()> {
+    let base = Instant::now();
+    let hist = Rc::new(RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+    ));
+    let totals = Rc::new(RefCell::new(Totals::default()));
+    let measuring = Rc::new(std::cell::Cell::new(false));
+    // Publications stamped at or after this time (µs since `base`) are
+    // measured, so one published during warm-up never counts as delivered.
+    let measure_from = Rc::new(std::cell::Cell::new(u64::MAX));
+    eprintln!("opening {} subscribers to {}", a.subscribers, a.url);
+    for i in 0..a.subscribers {
+        let mut ws = session(&a.url, Some(&a.channel))
+            .await
+            .with_context(|| format!("subscriber {i}"))?;
+        let (hist, totals, measuring, from) = (
+            hist.clone(),
+            totals.clone(),
+            measuring.clone(),
+            measure_from.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            while let Some(msg) = ws.recv().await {
+                let Ok(Message::Text(t)) = msg else {
+                    totals.borrow_mut().errors += 1;
+                    break;
+                };
+                for line in t.lines() {
+                    if line == "{}" {
+                        // Server ping: answer with an empty command.
+                        let _ = ws.feed(Message::Text("{}".to_owned().into()));
+                        continue;
+                    }
+                    if let Some(sent) = stamp(line) {
+                        if measuring.get() && sent >= from.get() {
+                            let now = base.elapsed().as_micros() as u64;
+                            let _ = hist.borrow_mut().record(now.saturating_sub(sent).max(1));
+                            totals.borrow_mut().deliveries += 1;
+                        }
+                    }
+                }
+                let _ = ws.flush().await;
+            }
+        });
+    }
+    let mut publisher = session(&a.url, None).await.context("publisher")?;
+    let pad = "x".repeat(a.size.saturating_sub(40));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Warm up for one second, then measure.
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let end = warmup + Duration::from_secs(a.duration);
+    let mut published = 0u64;
+    let mut id = 10u32;
+    let mut last_report = Instant::now();
+    let mut last_count = 0u64;
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if now >= warmup && !measuring.get() {
+            measure_from.set(base.elapsed().as_micros() as u64);
+            measuring.set(true);
+            last_report = now;
+        }
+        id = id.wrapping_add(1);
+        let t = base.elapsed().as_micros();
+        let cmd = format!(
+            r#"{{"id":{id},"publish":{{"channel":"{}","data":{{"t":{t},"p":"{pad}"}}}}}}"#,
+            a.channel
+        );
+        publisher.feed(Message::Text(cmd.into()))?;
+        publisher.flush().await?;
+        while publisher.try_recv().is_some() {}
+        if measuring.get() {
+            published += 1;
+        }
+        if now.duration_since(last_report) >= Duration::from_secs(1) && measuring.get() {
+            let d = totals.borrow().deliveries;
+            eprintln!(
+                "{:>4}s  deliveries/s {:>10}",
+                now.duration_since(warmup).as_secs(),
+                d - last_count
+            );
+            last_count = d;
+            last_report = now;
+        }
+    }
+    // Let in-flight deliveries land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.set(false);
+    let t = totals.borrow();
+    let h = hist.borrow();
+    let secs = a.duration as f64;
+    let summary = serde_json::json!({
+        "bench": "fanout",
+        "subscribers": a.subscribers,
+        "rate": a.rate,
+        "size": a.size,
+        "duration_s": a.duration,
+        "published": published,
+        "expected_deliveries": published * a.subscribers as u64,
+        "deliveries": t.deliveries,
+        "deliveries_per_s": (t.deliveries as f64 / secs).round(),
+        "errors": t.errors,
+        "latency_us": {
+            "p50": h.value_at_quantile(0.50),
+            "p90": h.value_at_quantile(0.90),
+            "p99": h.value_at_quantile(0.99),
+            "p999": h.value_at_quantile(0.999),
+            "max": h.max(),
+        },
+    });
+    println!("{summary}");
+    Ok(())
+}
