@@ -3,19 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::{run_client_ok, wshub, Proc, STARTUP};
+use crate::support::{run_client_ok, wshub, wshub_serve_dev};
 
 #[test]
 fn fanout_bench_delivers_every_publication_to_every_subscriber() {
-    let mut cmd = wshub();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("RUST_LOG");
-    let mut server = Proc::spawn("wshub serve", cmd);
-    let line = server.next_line(STARTUP);
-    let base = line
-        .strip_prefix("listening on http://")
-        .expect("listening line")
-        .to_owned();
+    let (server, base) = wshub_serve_dev();
+    let base = base.trim_start_matches("http://").to_owned();
     let mut bench = wshub();
     bench.args([
         "bench",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{interop_dir, run_client_ok, wshub, Proc, STARTUP};
+use crate::support::{interop_dir, run_client_ok, wshub_serve_dev};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -32,15 +32,7 @@ fn require_browser() {
 #[test]
 fn demo_chat_in_chromium_exchanges_recovers_and_reloads() {
     require_browser();
-    let mut cmd = wshub();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("RUST_LOG");
-    let mut server = Proc::spawn("wshub serve", cmd);
-    let line = server.next_line(STARTUP);
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", server.diagnostics()))
-        .to_owned();
+    let (server, base) = wshub_serve_dev();
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let mut node = Command::new("node");
     node.current_dir(browser_dir())

@@ -388,6 +388,23 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
+/// Starts `wshub serve --listen 127.0.0.1:0` with its development
+/// defaults; returns the guard and its `http://ADDR` base URL.
+pub fn wshub_serve_dev() -> (Proc, String) {
+    let mut cmd = wshub();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG");
+    let mut server = Proc::spawn("wshub serve", cmd);
+    let line = server.next_line(STARTUP);
+    match line.strip_prefix("listening on ") {
+        Some(url) if url.starts_with("http://") => {
+            let url = url.to_owned();
+            (server, url)
+        }
+        _ => panic!("unexpected first line {line:?}\n{}", server.diagnostics()),
+    }
+}
+
 /// Starts `wshub echo --listen 127.0.0.1:0 EXTRA...`; returns the guard and
 /// its `ws://` URL.
 pub fn wshub_echo(extra: &[&str]) -> (Proc, String) {
