@@ -20,6 +20,13 @@ pub struct ServeArgs {
     /// Address to listen on (overrides `http_server.address`/`port`).
     #[arg(long)]
     listen: Option<String>,
+    /// Serve https:// and wss:// with this PEM certificate chain (leaf
+    /// first); overrides `http_server.tls`. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `wshub check-config` arguments.
@@ -90,6 +97,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if config.http_server.address.is_empty() {
         config.http_server.address = "0.0.0.0".into();
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = &mut config.http_server.tls;
+        tls.enabled = true;
+        tls.cert_pem = read_pem(cert, "--tls-cert")?;
+        tls.key_pem = read_pem(key, "--tls-key")?;
+    }
     let addr = match args.listen {
         Some(a) => a,
         None => format!("{}:{}", config.http_server.address, config.http_server.port),
@@ -101,11 +114,21 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("wshub: {}", config.describe());
         let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
         let server = wshub_server::Server::bind(config, broker, &addr).await?;
-        println!("listening on http://{}", server.local_addr());
+        println!("listening on {}://{}", server.scheme(), server.local_addr());
         server.run(shutdown_signal()).await;
         eprintln!("wshub: stopped");
         Ok(())
     })
+}
+
+/// A PEM file's contents, for `http_server.tls` (which takes raw PEM).
+fn read_pem(path: &PathBuf, flag: &str) -> Result<String> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    if !pem.contains("-----BEGIN") {
+        bail!("{flag}: {} does not contain PEM data", path.display());
+    }
+    Ok(pem)
 }
 
 async fn shutdown_signal() {

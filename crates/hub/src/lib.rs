@@ -16,6 +16,7 @@
 //!   Centrifugo client protocol (connect, subscribe with recovery, publish,
 //!   presence, history, refresh, ...).
 //! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
+//! - [`limits`]: token buckets and the per-IP connection table.
 //! - [`auth`], [`config`], [`broker`]: tokens, configuration, brokers.
 
 pub mod api;
@@ -23,5 +24,6 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod hub;
+pub mod limits;
 pub mod node;
 pub mod session;

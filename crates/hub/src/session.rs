@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wshub_protocol::{
@@ -28,6 +28,7 @@ use crate::broker::{
 };
 use crate::config::{channel_options, ChannelError, ChannelOptions};
 use crate::hub::{ClientHandle, Control, Subscriber};
+use crate::limits::{TokenBucket, LIMIT_EXCEEDED, SUBSCRIPTIONS_EXPIRED};
 use crate::node::{random_id, to_proto_info, to_proto_publication, Node};
 
 /// How long a presence entry lives without refresh.
@@ -42,6 +43,8 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct Sub {
+    /// When the subscription token expires (Unix seconds), if it does.
+    exp: Option<u64>,
     presence: bool,
     join_leave: bool,
     info: broker::ClientInfo,
@@ -67,6 +70,10 @@ pub struct Session {
     exp: Option<u64>,
     subs: HashMap<String, Sub>,
     pong_seen: bool,
+    /// `limits.commands_per_second`, when set.
+    commands: Option<TokenBucket>,
+    /// Commands refused in a row by the rate limit.
+    refused_in_a_row: u32,
 }
 
 type CmdResult = Result<Option<Reply>, Disconnect>;
@@ -75,6 +82,13 @@ fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unix_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
         .unwrap_or(0)
 }
 
@@ -98,6 +112,9 @@ impl Session {
     pub fn new(node: Arc<Node>, encoding: Encoding) -> Self {
         let max = node.config().client.queue_max_size as usize;
         let handle = Arc::new(ClientHandle::new(random_id(), encoding, max));
+        let l = &node.config().limits;
+        let commands = (l.commands_per_second > 0)
+            .then(|| TokenBucket::new(l.commands_per_second, l.commands_burst, Instant::now()));
         node.metrics()
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
@@ -110,6 +127,8 @@ impl Session {
             exp: None,
             subs: HashMap::new(),
             pong_seen: false,
+            commands,
+            refused_in_a_row: 0,
         }
     }
 
@@ -196,11 +215,45 @@ impl Session {
                 self.pong_seen = true;
                 continue;
             }
+            if !self.take_command_token()? {
+                // Over the rate: error 111 for this command (nothing for
+                // an id-less `send`, which has no reply).
+                if cmd.id != 0 {
+                    self.queue(&Reply::error(cmd.id, ErrorCode::TOO_MANY_REQUESTS));
+                }
+                continue;
+            }
             if let Some(reply) = self.handle_command(cmd).await? {
                 self.queue(&reply);
             }
         }
         Ok(())
+    }
+
+    /// Takes a token for one command: `Ok(false)` when over
+    /// `limits.commands_per_second`, `Err` (3013) after
+    /// `limits.command_flood_disconnect` refusals in a row.
+    fn take_command_token(&mut self) -> Result<bool, Disconnect> {
+        let Some(bucket) = &mut self.commands else {
+            return Ok(true);
+        };
+        if bucket.try_take(Instant::now()) {
+            self.refused_in_a_row = 0;
+            return Ok(true);
+        }
+        self.refused_in_a_row += 1;
+        let metrics = self.node.metrics();
+        metrics.inc(LIMIT_EXCEEDED, "limit=\"commands_per_second\"");
+        let flood = self.node.config().limits.command_flood_disconnect;
+        if flood > 0 && self.refused_in_a_row >= flood {
+            tracing::debug!(client = %self.client_id(), "command flood: disconnecting");
+            metrics.inc(LIMIT_EXCEEDED, "limit=\"command_flood\"");
+            return Err(DisconnectCode::TOO_MANY_REQUESTS.to_disconnect());
+        }
+        if self.refused_in_a_row == 1 {
+            tracing::debug!(client = %self.client_id(), "command rate limit exceeded");
+        }
+        Ok(false)
     }
 
     /// Handles one command; returns the reply to queue (`None` when there is
@@ -426,6 +479,7 @@ impl Session {
         self.subs.insert(
             channel.to_owned(),
             Sub {
+                exp: None,
                 presence: opts.presence,
                 join_leave: opts.join_leave,
                 info: info.clone(),
@@ -589,9 +643,13 @@ impl Session {
         self.handle.begin_pending(&channel);
         match self.join(&channel, &opts, &req, chan_info).await {
             Ok((mut res, top)) => {
-                // The SDK refreshes the subscription token before `ttl`
-                // (expiry itself is not enforced yet).
+                // The SDK refreshes the subscription token before `ttl`;
+                // without a refresh the subscription ends with 2501 (see
+                // `expire_subscriptions`).
                 (res.expires, res.ttl) = ttl_of(sub_exp);
+                if let Some(sub) = self.subs.get_mut(&channel) {
+                    sub.exp = sub_exp;
+                }
                 let reply = Reply {
                     id,
                     subscribe: Some(res),
@@ -768,6 +826,9 @@ impl Session {
         {
             Ok(c) => {
                 let (expires, ttl) = ttl_of(c.exp);
+                if let Some(sub) = self.subs.get_mut(channel) {
+                    sub.exp = c.exp;
+                }
                 Ok(Some(Reply {
                     id,
                     sub_refresh: Some(SubRefreshResult {
@@ -848,6 +909,51 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// How long until the earliest subscription token expiry plus
+    /// `client.expired_sub_close_delay` (zero when already due), if any
+    /// subscription expires.
+    pub fn next_sub_expiry(&self) -> Option<Duration> {
+        let delay = self.node.config().client.expired_sub_close_delay.as_std();
+        let now = unix_now_ms();
+        self.subs.values().filter_map(|s| s.exp).min().map(|exp| {
+            let due = u128::from(exp) * 1000 + delay.as_millis();
+            Duration::from_millis(due.saturating_sub(now) as u64)
+        })
+    }
+
+    /// Ends every subscription whose token expired more than
+    /// `client.expired_sub_close_delay` ago without a `sub_refresh`: the
+    /// client gets an unsubscribe push with 2501 (subscription expired) and
+    /// resubscribes with a new token. Returns how many ended.
+    ///
+    /// Cancel safety: not cancel safe.
+    pub async fn expire_subscriptions(&mut self) -> usize {
+        let delay = self.node.config().client.expired_sub_close_delay.as_std();
+        let now = unix_now_ms();
+        let due: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| {
+                s.exp
+                    .is_some_and(|exp| u128::from(exp) * 1000 + delay.as_millis() <= now)
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in &due {
+            tracing::debug!(client = %self.client_id(), %channel, "subscription expired");
+            self.leave(channel).await;
+            self.node
+                .metrics()
+                .inc(SUBSCRIPTIONS_EXPIRED, "code=\"2501\"");
+            let push = wshub_protocol::Push::unsubscribe(
+                channel.clone(),
+                UnsubscribeCode::EXPIRED.to_unsubscribe(),
+            );
+            self.queue(&Reply::from_push(push));
+        }
+        due.len()
     }
 
     /// Refreshes the presence entries of this client (call every
@@ -1030,6 +1136,42 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(d.code, 3501);
+    }
+
+    #[tokio::test]
+    async fn commands_over_the_rate_get_111_then_a_flood_disconnects_3013() {
+        let mut cfg = Config::development_default();
+        cfg.limits.commands_per_second = 1;
+        cfg.limits.commands_burst = 2;
+        cfg.limits.command_flood_disconnect = 3;
+        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let node = Node::start(cfg, broker).await.unwrap();
+        let mut s = Session::new(node.clone(), Encoding::Json);
+        s.handle_frame(
+            br#"{"id":1,"connect":{}}
+{"id":2,"ping":{}}
+{"id":3,"ping":{}}
+{}
+{"id":4,"ping":{}}"#,
+        )
+        .await
+        .unwrap();
+        let r = replies(&s);
+        assert!(r[0].connect.is_some() && r[1].ping.is_some(), "{r:?}");
+        let codes: Vec<_> = r[2..]
+            .iter()
+            .map(|r| (r.id, r.error.as_ref().unwrap().code))
+            .collect();
+        assert_eq!(codes, [(3, 111), (4, 111)], "pongs cost nothing");
+        assert!(s.take_pong());
+        let d = s.handle_frame(br#"{"id":5,"ping":{}}"#).await.unwrap_err();
+        assert_eq!(d.code, 3013);
+        assert_eq!(
+            node.metrics()
+                .get(LIMIT_EXCEEDED, "limit=\"commands_per_second\""),
+            3
+        );
+        s.close(Some(&d)).await;
     }
 
     #[tokio::test]

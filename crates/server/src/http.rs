@@ -10,6 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use wshub_hub::api;
+use wshub_hub::limits::LIMIT_EXCEEDED;
 use wshub_protocol::Encoding;
 use wshub_ws::ServerOptions;
 
@@ -39,7 +40,7 @@ fn text(status: StatusCode, t: &'static str) -> Response<Body> {
 /// Routes one request.
 pub(crate) async fn route(
     shared: Arc<Shared>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let cfg = shared.node.config().clone();
@@ -50,7 +51,7 @@ pub(crate) async fn route(
     let demo_prefix = prefix(&cfg.demo.handler_prefix, "/demo");
     let api_prefix = cfg.http_api.handler_prefix.trim_end_matches('/').to_owned();
     Ok(if path == ws_path && !cfg.websocket.disabled {
-        websocket(shared, req)
+        websocket(shared, peer, req)
     } else if !cfg.http_api.disabled
         && (path == api_prefix || path.starts_with(&format!("{api_prefix}/")))
     {
@@ -144,7 +145,14 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     }
 }
 
-fn websocket(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Body> {
+/// The WebSocket endpoint. Per-IP limits (`limits.connections_per_ip`,
+/// `limits.connect_rate_per_ip`) and the node's `client.connection_rate_limit`
+/// are checked before the upgrade: over them the request gets HTTP 429 and
+/// costs no task, session or buffers. (Centrifugo's 3504 is for limits
+/// checked after authentication, at the connect command; a refused
+/// handshake is a transient error the SDKs retry with backoff.) The IP is
+/// the TCP peer; proxy headers are not trusted.
+fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
     let cfg = shared.node.config().clone();
     let origin = req
         .headers()
@@ -154,6 +162,20 @@ fn websocket(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Body> 
         tracing::info!(?origin, "websocket refused: origin not allowed");
         return text(StatusCode::FORBIDDEN, "origin not allowed");
     }
+    let permit = match shared
+        .ip_limits
+        .acquire(peer.ip(), std::time::Instant::now())
+    {
+        Ok(p) => p,
+        Err(refusal) => {
+            tracing::debug!(peer = %peer.ip(), limit = refusal.label(), "websocket refused: limit");
+            shared.node.metrics().inc(LIMIT_EXCEEDED, refusal.label());
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let query_protobuf = req
         .uri()
         .query()
@@ -162,9 +184,18 @@ fn websocket(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Body> 
                 .any(|(k, v)| k == "format" && Encoding::from_query_value(&v) == Encoding::Protobuf)
         })
         .unwrap_or(false);
+    // `websocket.message_size_limit` bounds each frame on the wire and,
+    // unless `decompressed_message_size_limit` is set, the whole message
+    // after inflate; over it the engine closes with 1009.
     let mut limits = wshub_ws::Limits::default();
-    if cfg.websocket.message_size_limit > 0 {
-        limits.max_message_size = cfg.websocket.message_size_limit as usize;
+    let wire = cfg.websocket.message_size_limit as usize;
+    if wire > 0 {
+        limits.max_frame_size = wire;
+        limits.max_message_size = wire;
+    }
+    match cfg.websocket.decompressed_message_size_limit as usize {
+        0 => {}
+        inflated => limits.max_message_size = inflated,
     }
     let mut opts = ServerOptions::default()
         .subprotocols([Encoding::PROTOBUF_SUBPROTOCOL, Encoding::JSON_SUBPROTOCOL])
@@ -177,6 +208,7 @@ fn websocket(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Body> 
     match wshub_ws::upgrade(&mut req, &opts) {
         Ok((resp, fut)) => {
             tokio::spawn(async move {
+                let _permit = permit;
                 let ws = match fut.await {
                     Ok(ws) => ws,
                     Err(e) => {

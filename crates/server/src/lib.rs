@@ -5,7 +5,10 @@
 //! WebSocket, JSON or protobuf), `POST /api/<method>` and `POST /api` (the
 //! Centrifugo server API), `/health`, `/ready`, `/metrics` (Prometheus
 //! text) and the embedded demo pages at `/` — origin checks, API keys and
-//! the graceful drain on shutdown.
+//! the graceful drain on shutdown, and TLS (`https://`, `wss://`) when
+//! `http_server.tls.enabled` is set: each accepted TCP connection runs the
+//! rustls handshake (bounded by [`Server::tls_handshake_timeout`], ALPN
+//! `http/1.1`) before HTTP is served on it.
 //!
 //! **Must not know:** channel, auth or broker logic (that is `wshub-hub`:
 //! [`Node`], [`Session`](wshub_hub::session::Session)), or WebSocket framing
@@ -19,7 +22,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
 //! let server = wshub_server::Server::bind(Config::development_default(), broker, "127.0.0.1:8000").await?;
-//! println!("listening on http://{}", server.local_addr());
+//! println!("listening on {}://{}", server.scheme(), server.local_addr());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
@@ -32,10 +35,12 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use wshub_hub::broker::Broker;
-use wshub_hub::config::Config;
+use wshub_hub::config::{Config, TlsConfig};
 use wshub_hub::node::{Node, NodeError};
 use wshub_protocol::Encoding;
 
@@ -62,7 +67,22 @@ pub enum ServerError {
     /// The node could not start.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// TLS is enabled but the certificate or key is unusable.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
+
+/// Default bound on a TLS handshake (see [`Server::tls_handshake_timeout`]).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counter of TLS handshakes that failed, labeled `reason` = `timeout`
+/// (no complete handshake in time), `not_tls` (plain HTTP or other bytes
+/// sent to the TLS port) or `error` (the handshake itself failed).
+pub const TLS_HANDSHAKE_FAILURES: &str = "wshub_tls_handshake_failures_total";
+
+/// The answer to a client that speaks plain HTTP to the TLS port.
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 fn ws_framer(enc: Encoding, payload: bytes::Bytes) -> bytes::Bytes {
     let op = if enc.is_binary() {
@@ -79,6 +99,8 @@ pub(crate) struct Shared {
     pub drain: Duration,
     pub connections: AtomicUsize,
     pub open_ws: AtomicUsize,
+    /// Open connections and connect rates per IP (see `http::websocket`).
+    pub ip_limits: Arc<wshub_hub::limits::IpLimiter>,
 }
 
 /// A bound gateway server.
@@ -86,24 +108,35 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
+    tls: Option<TlsAcceptor>,
+    tls_handshake_timeout: Duration,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("addr", &self.local_addr())
+            .field("tls", &self.is_tls())
             .finish_non_exhaustive()
     }
 }
 
 impl Server {
     /// Starts a node on `broker` (not yet started) with `config` and binds
-    /// `addr` (port 0 picks a free port).
+    /// `addr` (port 0 picks a free port). With `http_server.tls.enabled`
+    /// the certificate chain and key (`cert_pem`, `key_pem`: raw PEM,
+    /// base64 PEM or a file path) are loaded first, and every connection
+    /// is served over TLS.
     pub async fn bind(
         config: Config,
         broker: Arc<dyn Broker>,
         addr: &str,
     ) -> Result<Server, ServerError> {
+        let tls = if config.http_server.tls.enabled {
+            Some(tls_acceptor(&config.http_server.tls)?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -116,6 +149,7 @@ impl Server {
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
+                ip_limits: wshub_hub::limits::IpLimiter::new(node.config()),
                 node,
                 shutdown,
                 drain,
@@ -123,7 +157,32 @@ impl Server {
                 open_ws: AtomicUsize::new(0),
             }),
             shutdown_tx,
+            tls,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         })
+    }
+
+    /// Bounds the TLS handshake of each connection (default
+    /// [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]): a client that has not completed
+    /// it by then is dropped, so it cannot hold a task and a socket.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `"https"` with TLS, else `"http"` (for `wss://` or `ws://` URLs
+    /// alike: the WebSocket endpoint shares the listener).
+    pub fn scheme(&self) -> &'static str {
+        if self.is_tls() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The address actually bound.
@@ -148,6 +207,8 @@ impl Server {
             listener,
             shared,
             shutdown_tx,
+            tls,
+            tls_handshake_timeout,
         } = self;
         tokio::pin!(signal);
         loop {
@@ -164,20 +225,14 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
+                    let tls = tls.clone();
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        shared.connections.fetch_add(1, Ordering::Relaxed);
-                        let svc_shared = shared.clone();
-                        let svc = service_fn(move |req| http::route(svc_shared.clone(), peer, req));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .with_upgrades();
-                        tokio::pin!(conn);
-                        let mut shutdown = shared.shutdown.clone();
-                        tokio::select! {
-                            r = conn.as_mut() => { let _ = r; }
-                            _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
+                        match tls {
+                            None => serve_http(&shared, stream, peer).await,
+                            Some(acceptor) => {
+                                serve_tls(&shared, acceptor, tls_handshake_timeout, stream, peer)
+                                    .await;
                             }
                         }
                         shared.connections.fetch_sub(1, Ordering::Relaxed);
@@ -201,4 +256,115 @@ impl Server {
         }
         let _ = shared.node.broker().close().await;
     }
+}
+
+fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
+    let err = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+    let cert =
+        TlsConfig::load_pem(&tls.cert_pem, "http_server.tls.cert_pem").map_err(|e| err(&e))?;
+    let key = TlsConfig::load_pem(&tls.key_pem, "http_server.tls.key_pem").map_err(|e| err(&e))?;
+    wshub_ws::tls_acceptor_from_pem(&cert, &key).map_err(|e| err(&e))
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one connection until it
+/// ends or, on shutdown, until its in-flight request is answered.
+async fn serve_http<S>(shared: &Arc<Shared>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req| http::route(svc_shared.clone(), peer, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        r = conn.as_mut() => { let _ = r; }
+        _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Runs the TLS handshake (bounded by `timeout`, abandoned on shutdown),
+/// then serves HTTP on the encrypted stream. A client that speaks plain
+/// HTTP gets a plain-text 400 before the connection closes.
+async fn serve_tls(
+    shared: &Arc<Shared>,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shutdown = shared.shutdown.clone();
+    // A TLS connection starts with a handshake record (content type 22);
+    // anything else is not TLS and would only get a binary alert back.
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        r = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => r,
+        _ = shutdown.wait_for(|s| *s) => return,
+    };
+    let reason = match peeked {
+        Ok(Ok(0)) => return,
+        Ok(Ok(_)) if first[0] != 0x16 => {
+            tracing::debug!(%peer, "not a TLS client hello");
+            close_not_tls(&mut stream, first[0].is_ascii_uppercase()).await;
+            "not_tls"
+        }
+        Ok(Ok(_)) => {
+            let accepted = tokio::select! {
+                r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match accepted {
+                Ok(Ok(tls)) => return serve_http(shared, tls, peer).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    "error"
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
+                    "timeout"
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            "error"
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?timeout, "TLS handshake timed out (nothing sent)");
+            "timeout"
+        }
+    };
+    shared
+        .node
+        .metrics()
+        .inc(TLS_HANDSHAKE_FAILURES, format!("reason=\"{reason}\""));
+}
+
+/// Closes a connection that did not start with TLS, telling a plain-HTTP
+/// client (`http`) that it reached the TLS port: write side first, then
+/// reads (at most 64 KiB, at most a second) so that the unread request
+/// does not turn the close into a reset that would discard the answer.
+async fn close_not_tls(stream: &mut TcpStream, http: bool) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if http {
+            stream.write_all(PLAIN_HTTP_TO_TLS).await?;
+        }
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
 }

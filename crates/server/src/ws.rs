@@ -10,9 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
+use wshub_hub::limits::LIMIT_EXCEEDED;
 use wshub_hub::session::Session;
+use wshub_proto::Error as ProtoError;
 use wshub_protocol::{ping_frame, Disconnect, DisconnectCode, Encoding};
-use wshub_ws::{CloseCode, Message, WebSocket};
+use wshub_ws::{CloseCode, Message, WebSocket, WsError};
 
 use crate::Shared;
 
@@ -68,7 +70,13 @@ where
             let left = exp.saturating_sub(unix_now());
             Instant::now() + Duration::from_secs(left) + expired_delay
         });
+        // Subscriptions whose token expired end with 2501 after
+        // `expired_sub_close_delay` unless a sub_refresh moved them.
+        let sub_expire_at = session.next_sub_expiry().map(|d| Instant::now() + d);
         tokio::select! {
+            _ = sleep_until(sub_expire_at.unwrap_or(now + FAR)), if sub_expire_at.is_some() => {
+                session.expire_subscriptions().await;
+            }
             _ = sleep_until(expire_at.unwrap_or(now + FAR)), if expire_at.is_some() => {
                 if session.expires_at().is_some_and(|exp| exp <= unix_now()) {
                     break Some(DisconnectCode::EXPIRED.to_disconnect());
@@ -78,7 +86,18 @@ where
                 let msg: Message = match m {
                     None => break None,
                     Some(Err(e)) => {
-                        tracing::debug!(client = %session.client_id(), error = %e, "read failed");
+                        if let WsError::Protocol(
+                            ProtoError::MessageTooBig
+                            | ProtoError::FrameTooBig
+                            | ProtoError::TooManyFragments,
+                        ) = e
+                        {
+                            // The engine closed with 1009.
+                            tracing::debug!(client = %session.client_id(), error = %e, "message size limit");
+                            node.metrics().inc(LIMIT_EXCEEDED, "limit=\"message_size\"");
+                        } else {
+                            tracing::debug!(client = %session.client_id(), error = %e, "read failed");
+                        }
                         break None;
                     }
                     Some(Ok(msg)) => msg,

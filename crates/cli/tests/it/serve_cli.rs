@@ -10,6 +10,7 @@ use crate::support::wshub;
 struct Server {
     child: Child,
     addr: String,
+    scheme: String,
 }
 
 impl Drop for Server {
@@ -37,11 +38,15 @@ fn serve(args: &[&str]) -> Server {
     let line = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("wshub serve printed nothing");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server { child, addr }
+    let (scheme, addr) = line
+        .strip_prefix("listening on ")
+        .and_then(|url| url.split_once("://"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server {
+        addr: addr.to_owned(),
+        scheme: scheme.to_owned(),
+        child,
+    }
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -55,6 +60,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn serve_publish_and_terminate_gracefully() {
     let mut srv = serve(&[]);
+    assert_eq!(srv.scheme, "http");
     let api = format!("http://{}", srv.addr);
     let (ok, out) = run(wshub().args(["publish", "news", r#"{"x":1}"#, "--api", &api]));
     assert!(ok, "{out}");
@@ -103,5 +109,61 @@ fn api_key_from_config_and_token_generation() {
     assert!(!ok, "no key must fail");
     let (ok, out) = run(wshub().args(["publish", "a", "1", "--api", &api, "--api-key", "k"]));
     assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_with_tls_cert_and_key_flags() {
+    let dir = std::env::temp_dir().join(format!("wshub-serve-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let srv = serve(&["--tls-cert", cert_s, "--tls-key", key_s]);
+    assert_eq!(srv.scheme, "https");
+    let url = format!("wss://{}/connection/websocket", srv.addr);
+    let opts = wshub_ws::ClientOptions::default().tls(
+        wshub_ws::TlsOptions::default()
+            .use_native_roots(false)
+            .extra_ca_pem(ck.cert.pem()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = rt.block_on(async {
+        let limit = Duration::from_secs(10);
+        let mut ws = tokio::time::timeout(limit, wshub_ws::connect(&url, &opts))
+            .await
+            .expect("connect timed out")
+            .expect("wss connect");
+        ws.send_text(r#"{"id":1,"connect":{}}"#).await.unwrap();
+        let msg = tokio::time::timeout(limit, ws.recv())
+            .await
+            .expect("no reply")
+            .expect("closed")
+            .expect("read");
+        String::from_utf8(msg.as_bytes().to_vec()).unwrap()
+    });
+    let v: serde_json::Value = serde_json::from_str(reply.lines().next().unwrap()).unwrap();
+    assert_eq!(v["id"], 1, "{reply}");
+    assert!(v["connect"]["client"].is_string(), "{reply}");
+    drop(srv);
+
+    // A key without a certificate, or a file without PEM, is refused.
+    let (ok, _) = run(wshub().args(["serve", "--tls-key", key_s]));
+    assert!(!ok);
+    let out = wshub()
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert", key_s])
+        .args(["--tls-key", dir.join("missing.pem").to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-key"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -482,6 +482,8 @@ const UNSUPPORTED: &[&str] = &[
     "http_server.h2c_external",
     "client.proxy",
     "client.concurrency",
+    // Centrifugo PRO's per-command buckets; wshub has `limits.commands_per_second`.
+    "client.rate_limit",
     "client.connect_code_to_unidirectional_disconnect",
     "client.token.insecure_skip_jwks_endpoint_safety_check",
     "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
@@ -637,6 +639,7 @@ mod tests {
             "channel.without_namespace.subscribe_proxy_name"
         ));
         assert!(is_unsupported("engine.redis.presence_ttl"));
+        assert!(is_unsupported("client.rate_limit.client_command.enabled"));
         assert!(!is_unsupported("administrator"));
         assert!(!is_unsupported("channel.namespaces[chat].presense"));
     }

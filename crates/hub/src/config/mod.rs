@@ -144,6 +144,9 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `demo` (wshub only, not a Centrifugo key): the static demo pages.
     pub demo: DemoConfig,
+    /// `limits`: per-IP and per-connection limits (wshub only; Centrifugo
+    /// OSS has no such keys).
+    pub limits: LimitsConfig,
 }
 
 /// `http_server` section.
@@ -441,7 +444,9 @@ pub struct ClientConfig {
     pub connection_limit: u64,
     /// `user_connection_limit`: connections per user per node, 0 = unlimited.
     pub user_connection_limit: u64,
-    /// `connection_rate_limit`: new connections per second per node, 0 = unlimited.
+    /// `connection_rate_limit`: new connections per second per node (burst
+    /// the same), 0 = unlimited. Over it the WebSocket upgrade is refused
+    /// with HTTP 429.
     pub connection_rate_limit: u64,
     /// `connect_include_server_time`: put the server time in connect replies.
     pub connect_include_server_time: bool,
@@ -751,6 +756,57 @@ impl Default for DemoConfig {
     }
 }
 
+/// `limits` section (wshub only): limits on untrusted clients that
+/// Centrifugo OSS does not have. Centrifugo's own limits stay where
+/// Centrifugo puts them: `client.connection_limit`,
+/// `client.user_connection_limit`, `client.connection_rate_limit`,
+/// `client.channel_limit`, `client.queue_max_size`,
+/// `websocket.message_size_limit`. Centrifugo PRO's command rate limits
+/// (`client.rate_limit`) are not read; `commands_per_second` is the simple
+/// per-connection equivalent.
+///
+/// The IP is the TCP peer address (no proxy headers are trusted); IPv6
+/// peers are grouped by their /64 network. 0 disables a limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// `connections_per_ip`: open WebSocket connections per IP, default
+    /// 1000 (0 in the development defaults). Over it the upgrade is refused
+    /// with HTTP 429.
+    pub connections_per_ip: u32,
+    /// `connect_rate_per_ip`: new WebSocket connections per second per IP
+    /// (token bucket), default 10 (0 in the development defaults). Over it
+    /// the upgrade is refused with HTTP 429.
+    pub connect_rate_per_ip: u32,
+    /// `connect_burst_per_ip`: the bucket size for `connect_rate_per_ip`,
+    /// default 50.
+    pub connect_burst_per_ip: u32,
+    /// `commands_per_second`: client commands per second per connection
+    /// (token bucket), default 100. A command over it gets error 111 too
+    /// many requests.
+    pub commands_per_second: u32,
+    /// `commands_burst`: the bucket size for `commands_per_second`, default 200.
+    pub commands_burst: u32,
+    /// `command_flood_disconnect`: this many refused commands in a row
+    /// disconnect the client with 3013 too many requests, default 50
+    /// (0 = never disconnect).
+    pub command_flood_disconnect: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            connections_per_ip: 1000,
+            connect_rate_per_ip: 10,
+            connect_burst_per_ip: 50,
+            commands_per_second: 100,
+            commands_burst: 200,
+            command_flood_disconnect: 50,
+        }
+    }
+}
+
 impl Config {
     /// The configuration `wshub serve` uses with no file: Centrifugo defaults
     /// plus settings that make a local try-out work with no token or API key.
@@ -792,6 +848,9 @@ impl Config {
         c.prometheus.enabled = true;
         c.health.enabled = true;
         c.demo.enabled = true;
+        // Load generators and many browser tabs come from one address.
+        c.limits.connections_per_ip = 0;
+        c.limits.connect_rate_per_ip = 0;
         c
     }
 

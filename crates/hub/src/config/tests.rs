@@ -708,3 +708,66 @@ fn development_defaults_serve_the_demo_channels() {
         );
     }
 }
+
+#[test]
+fn limits_section_defaults_loading_env_and_validation() {
+    let d = Config::default();
+    assert_eq!(d.limits.connections_per_ip, 1000);
+    assert_eq!(
+        (d.limits.connect_rate_per_ip, d.limits.connect_burst_per_ip),
+        (10, 50)
+    );
+    assert_eq!(
+        (d.limits.commands_per_second, d.limits.commands_burst),
+        (100, 200)
+    );
+    assert_eq!(d.limits.command_flood_disconnect, 50);
+    let dev = Config::development_default();
+    assert_eq!(dev.limits.connections_per_ip, 0);
+    assert_eq!(dev.limits.connect_rate_per_ip, 0);
+    assert_eq!(dev.limits.commands_per_second, 100);
+
+    let loaded = load_json(serde_json::json!({
+        "limits": {"connections_per_ip": 5, "commands_per_second": 7, "commands_burst": 9},
+        "client": {"connection_rate_limit": 30}
+    }))
+    .unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let l = &loaded.config.limits;
+    assert_eq!(
+        (
+            l.connections_per_ip,
+            l.commands_per_second,
+            l.commands_burst
+        ),
+        (5, 7, 9)
+    );
+    assert_eq!(l.connect_rate_per_ip, 10, "unset keys keep their default");
+    assert_eq!(loaded.config.client.connection_rate_limit, 30);
+
+    let c = env(&[("WSHUB_LIMITS_CONNECT_RATE_PER_IP", "3")])
+        .load_defaults()
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.connect_rate_per_ip, 3);
+
+    // A typo is reported, not silently ignored.
+    let w = load_json(serde_json::json!({"limits": {"connection_per_ip": 5}}))
+        .unwrap()
+        .warnings;
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].path, "limits.connection_per_ip");
+
+    let errors = invalid(serde_json::json!({
+        "limits": {"connect_burst_per_ip": 0, "commands_burst": 0}
+    }));
+    assert_eq!(
+        paths(&errors),
+        ["limits.connect_burst_per_ip", "limits.commands_burst"]
+    );
+    // A zero burst is fine when its rate is off.
+    load_json(serde_json::json!({
+        "limits": {"connect_rate_per_ip": 0, "connect_burst_per_ip": 0}
+    }))
+    .unwrap();
+}

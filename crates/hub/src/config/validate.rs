@@ -266,6 +266,23 @@ impl Config {
         if !(-2..=9).contains(&self.websocket.compression_level) {
             e.push("websocket.compression_level", "must be between -2 and 9");
         }
+        let l = &self.limits;
+        for (rate, burst, path) in [
+            (
+                l.connect_rate_per_ip,
+                l.connect_burst_per_ip,
+                "limits.connect_burst_per_ip",
+            ),
+            (
+                l.commands_per_second,
+                l.commands_burst,
+                "limits.commands_burst",
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                e.push(path, "must be at least 1 when its rate is set");
+            }
+        }
     }
 }
 

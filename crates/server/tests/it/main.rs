@@ -4,4 +4,6 @@
 
 mod api;
 mod client_protocol;
+mod limits;
 mod support;
+mod tls;
