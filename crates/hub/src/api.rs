@@ -112,6 +112,10 @@ struct UserReq {
     channel: String,
     disconnect: Option<DisconnectReq>,
     expired: bool,
+    /// `refresh`: new expiry time, Unix seconds.
+    expire_at: Option<u64>,
+    /// `refresh`: new connection info.
+    info: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -393,10 +397,16 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
                     }
                 }
                 _ => {
-                    if req.expired {
-                        for h in clients {
-                            h.control(Control::Disconnect(DisconnectCode::EXPIRED.to_disconnect()));
+                    let control = if req.expired {
+                        Control::Disconnect(DisconnectCode::EXPIRED.to_disconnect())
+                    } else {
+                        Control::Refresh {
+                            expire_at: req.expire_at,
+                            info: req.info.map(|i| Bytes::copy_from_slice(i.get().as_bytes())),
                         }
+                    };
+                    for h in clients {
+                        h.control(control.clone());
                     }
                 }
             }

@@ -31,6 +31,14 @@ pub enum Control {
     Unsubscribe(String),
     /// Subscribe the client to a channel (server-side subscribe).
     Subscribe(String),
+    /// Server API `refresh`: move the connection's expiry to `expire_at`
+    /// (Unix seconds) and/or replace its connection info.
+    Refresh {
+        /// New expiry, if given.
+        expire_at: Option<u64>,
+        /// New connection info (raw JSON), if given.
+        info: Option<Bytes>,
+    },
 }
 
 #[derive(Default)]

@@ -858,6 +858,15 @@ impl Session {
     pub async fn handle_control(&mut self, c: Control) -> Result<(), Disconnect> {
         match c {
             Control::Disconnect(d) => Err(d),
+            Control::Refresh { expire_at, info } => {
+                if expire_at.is_some() {
+                    self.exp = expire_at;
+                }
+                if info.is_some() {
+                    self.conn_info = info;
+                }
+                Ok(())
+            }
             Control::Unsubscribe(channel) => {
                 if self.subs.contains_key(&channel) {
                     self.leave(&channel).await;

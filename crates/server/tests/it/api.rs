@@ -158,3 +158,65 @@ async fn health_ready_metrics_and_demo() {
     assert!(index.starts_with("HTTP/1.1 200") && index.contains("text/html"));
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn api_refresh_moves_expiry_and_expired_disconnects() {
+    let mut cfg = dev_config();
+    cfg.client.allow_anonymous_connect_without_token = false;
+    cfg.client.token.hmac_secret_key = "test-secret".into();
+    cfg.client.expired_close_delay = std::time::Duration::ZERO.into();
+    let srv = start(cfg).await;
+    let token = |user: &str| {
+        wshub_hub::auth::generate_connection_token("test-secret", user, None, None, &[]).unwrap()
+    };
+    // Tokens without exp: the connections never expire on their own.
+    let mut soon = Client::open(&srv.ws_url()).await;
+    soon.call(&format!(r#""connect":{{"token":"{}"}}"#, token("soon")))
+        .await
+        .connect
+        .expect("connect");
+    let mut later = Client::open(&srv.ws_url()).await;
+    later
+        .call(&format!(r#""connect":{{"token":"{}"}}"#, token("later")))
+        .await
+        .connect
+        .expect("connect");
+    let mut gone = Client::open(&srv.ws_url()).await;
+    gone.call(&format!(r#""connect":{{"token":"{}"}}"#, token("gone")))
+        .await
+        .connect
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let r = srv
+        .api(
+            "refresh",
+            &format!(r#"{{"user":"soon","expire_at":{}}}"#, now + 1),
+        )
+        .await;
+    assert!(r.get("error").is_none(), "{r}");
+    srv.api(
+        "refresh",
+        &format!(
+            r#"{{"user":"later","expire_at":{},"info":{{"role":"x"}}}}"#,
+            now + 600
+        ),
+    )
+    .await;
+    srv.api("refresh", r#"{"user":"gone","expired":true}"#)
+        .await;
+    assert_eq!(
+        gone.closed().await.0,
+        3005,
+        "expired: true disconnects at once"
+    );
+    let t0 = std::time::Instant::now();
+    assert_eq!(soon.closed().await.0, 3005, "expire_at reached");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    // The one moved far ahead is still served.
+    let r = later.call(r#""subscribe":{"channel":"x"}"#).await;
+    assert!(r.error.is_none(), "{r:?}");
+    srv.shutdown().await;
+}
