@@ -37,10 +37,15 @@ export function shouldReconnect(code) {
   return true; // transport codes (<3000), 3000-3499, 4000-4499, anything else
 }
 
-/** Full-jitter exponential backoff: uniform in [0, min(max, base * 2^attempt)]. */
+/**
+ * Exponential backoff with jitter: `base` plus a uniform share of
+ * min(max, base * 2^attempt), never above `max`. The floor of `base` keeps a
+ * crowd of clients from reconnecting all at once the instant a server drops
+ * them (as the Rust client does).
+ */
 export function backoff(attempt, base, max) {
   const cap = Math.min(max, base * Math.pow(2, Math.min(attempt, 30)));
-  return Math.floor(Math.random() * cap);
+  return Math.min(max, base + Math.floor(Math.random() * cap));
 }
 
 class Emitter {
