@@ -52,3 +52,46 @@ fn demo_chat_in_chromium_exchanges_recovers_and_reloads() {
     }
     eprintln!("screenshots in {}", out_dir.display());
 }
+
+/// The official `centrifuge` npm SDK's browser bundles (JSON, and protobuf
+/// when the package ships it) injected into a page served by `wshub serve`
+/// (`tests/interop/browser/sdk.mjs`): two anonymous clients exchange
+/// publications on `chat:sdk`, see each other in presence and history, then
+/// one is forced to reconnect (disconnect()/connect(), and a dropped
+/// WebSocket) while `/api/publish` is called; its resubscribe recovers exactly
+/// those publications, in order.
+#[test]
+fn centrifuge_sdk_bundles_in_chromium_exchange_and_recover() {
+    require_browser();
+    let bundle = interop_dir().join("sdk/node_modules/centrifuge/dist/centrifuge.js");
+    assert!(
+        bundle.exists(),
+        "{} is missing: run `npm ci` in {}",
+        bundle.display(),
+        interop_dir().join("sdk").display()
+    );
+    let (server, base) = wshub_serve_dev();
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-sdk");
+    let mut node = Command::new("node");
+    node.current_dir(browser_dir())
+        .arg("sdk.mjs")
+        .arg(&base)
+        .arg(&out_dir)
+        .env("CHROMIUM", CHROMIUM);
+    let out = run_client_ok(
+        "chromium centrifuge SDK",
+        node,
+        Duration::from_secs(120),
+        &server,
+    );
+    // Both bundles really ran their scenario to the end.
+    let stdout = out.stdout_str();
+    let mut codecs = vec!["json"];
+    if bundle.with_file_name("centrifuge.protobuf.js").exists() {
+        codecs.push("protobuf");
+    }
+    for codec in codecs {
+        let needle = format!("{codec}: ok no duplicates");
+        assert!(stdout.contains(&needle), "{needle:?} not in:\n{stdout}");
+    }
+}
