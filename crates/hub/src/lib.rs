@@ -17,6 +17,8 @@
 //!   presence, history, refresh, ...).
 //! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
 //! - [`limits`]: token buckets and the per-IP connection table.
+//! - [`metrics`]: lock-free histograms and counters, and the broker wrapper
+//!   that counts failed broker calls.
 //! - [`auth`], [`config`], [`broker`]: tokens, configuration, brokers.
 
 pub mod api;
@@ -25,5 +27,6 @@ pub mod broker;
 pub mod config;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod node;
 pub mod session;

@@ -10,12 +10,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use wshub_protocol::{encode_push_reply, Encoding, Push};
+use wshub_protocol::{encode_push_reply, Encoding, Method, Push};
 
 use crate::auth::{VerifierError, Verifiers};
 use crate::broker::{self, Broker, BrokerError, BrokerEventHandler, StreamPosition};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::{
+    method_index, BrokerErrors, Histogram, MeteredBroker, BROKER_OPS, ENCODINGS, METHODS,
+    PUSH_KINDS,
+};
 
 /// Turns an encoded protocol message into what the transport queues
 /// (for WebSocket: a complete frame, so that one broadcast frame is built
@@ -35,6 +39,29 @@ pub struct Metrics {
     pub slow_disconnects: AtomicU64,
     /// Publications fanned out to local clients (total deliveries).
     pub deliveries: AtomicU64,
+    /// Pushes queued to subscribers by kind (index into [`PUSH_KINDS`]).
+    pub pushes_sent: [AtomicU64; PUSH_KINDS.len()],
+    /// Bytes of the pushes queued to subscribers by kind (frames as queued).
+    pub push_bytes_sent: [AtomicU64; PUSH_KINDS.len()],
+    /// WebSocket messages received by encoding (index into [`ENCODINGS`]).
+    pub messages_received: [AtomicU64; ENCODINGS.len()],
+    /// Payload bytes of the WebSocket messages received by encoding.
+    pub bytes_received: [AtomicU64; ENCODINGS.len()],
+    /// Frames written to clients (replies, pushes, pings) by encoding.
+    pub messages_sent: [AtomicU64; ENCODINGS.len()],
+    /// Bytes of the frames written to clients by encoding.
+    pub bytes_sent: [AtomicU64; ENCODINGS.len()],
+    /// Connections closed because no pong came in time (3012).
+    pub heartbeat_failures: AtomicU64,
+    /// Command handling time by method (index from [`method_index`]; the
+    /// last slot is for methods not listed in [`METHODS`]).
+    pub command_latency: [Histogram; METHODS.len() + 1],
+    /// Time from the broker's publish (the publication's `time`, Unix
+    /// milliseconds, so resolution 1 ms) to the frame being queued for the
+    /// last local subscriber; one observation per publication fanned out.
+    pub delivery_latency: Histogram,
+    /// Failed broker calls by operation.
+    pub broker_errors: Arc<BrokerErrors>,
     labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -52,6 +79,28 @@ impl Metrics {
         }
         let mut m = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((name, label.into())).or_default() += n;
+    }
+
+    /// Records the handling time of one command.
+    pub fn observe_command(&self, method: Method, took: std::time::Duration) {
+        self.command_latency[method_index(method)].observe(took);
+    }
+
+    /// Counts one received WebSocket message of `len` bytes.
+    pub fn count_received(&self, encoding: Encoding, len: usize) {
+        let i = usize::from(encoding.is_binary());
+        self.messages_received[i].fetch_add(1, Ordering::Relaxed);
+        self.bytes_received[i].fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `frames` written frames totalling `bytes`.
+    pub fn count_sent(&self, encoding: Encoding, frames: u64, bytes: u64) {
+        if frames == 0 {
+            return;
+        }
+        let i = usize::from(encoding.is_binary());
+        self.messages_sent[i].fetch_add(frames, Ordering::Relaxed);
+        self.bytes_sent[i].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A labeled counter's value (0 when never incremented).
@@ -106,6 +155,16 @@ impl BrokerEventHandler for Handler {
             let offset = publication.offset;
             let push = Push::publication(channel, to_proto_publication(&publication));
             node.fan_out(channel, &push, offset, false);
+            if publication.time > 0 {
+                // Wall clock against the broker's publish time (ms).
+                let now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                let took = now_us.saturating_sub(publication.time.saturating_mul(1000));
+                node.metrics
+                    .delivery_latency
+                    .observe(std::time::Duration::from_micros(took));
+            }
         }
     }
 
@@ -186,12 +245,16 @@ impl Node {
         framer: Framer,
     ) -> Result<Arc<Node>, NodeError> {
         let verifiers = Verifiers::from_config(&config)?;
+        let metrics = Metrics::default();
+        // Every broker call goes through the wrapper, which counts failures.
+        let broker: Arc<dyn Broker> =
+            Arc::new(MeteredBroker::new(broker, metrics.broker_errors.clone()));
         let node = Arc::new(Node {
             config: Arc::new(config),
             broker,
             hub: Hub::new(),
             verifiers,
-            metrics: Metrics::default(),
+            metrics,
             id: random_id(),
             started: Instant::now(),
             framer,
@@ -242,6 +305,7 @@ impl Node {
     pub fn fan_out(&self, channel: &str, push: &Push, offset: u64, join_leave: bool) {
         let mut frames: [Option<Bytes>; 2] = [None, None];
         let mut delivered = 0u64;
+        let mut bytes = 0u64;
         let mut slow = Vec::new();
         self.hub.for_each_subscriber(channel, |s| {
             if join_leave && !s.join_leave {
@@ -259,8 +323,10 @@ impl Node {
                 }
             }
             if let Some(f) = slot {
+                let len = f.len() as u64;
                 if s.handle.push_channel(channel, offset, f.clone()) {
                     delivered += 1;
+                    bytes += len;
                 } else {
                     slow.push(s.handle.id().to_owned());
                 }
@@ -269,17 +335,18 @@ impl Node {
         self.metrics
             .deliveries
             .fetch_add(delivered, Ordering::Relaxed);
+        // Index into PUSH_KINDS.
         let kind = if push.publication.is_some() {
-            "publication"
+            0
         } else if push.join.is_some() {
-            "join"
+            1
         } else if push.leave.is_some() {
-            "leave"
+            2
         } else {
-            "other"
+            3
         };
-        self.metrics
-            .add(Node::MESSAGES_SENT, format!("type=\"{kind}\""), delivered);
+        self.metrics.pushes_sent[kind].fetch_add(delivered, Ordering::Relaxed);
+        self.metrics.push_bytes_sent[kind].fetch_add(bytes, Ordering::Relaxed);
         for c in slow {
             tracing::info!(client = %c, "slow consumer disconnected");
             self.metrics
@@ -347,6 +414,92 @@ impl Node {
             "counter",
             m.deliveries.load(Ordering::Relaxed),
         );
+        gauge(
+            &mut s,
+            "wshub_client_heartbeat_failures_total",
+            "Connections closed because no pong came within client.pong_timeout (3012).",
+            "counter",
+            m.heartbeat_failures.load(Ordering::Relaxed),
+        );
+        let family = |s: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let by = |s: &mut String, name: &str, label: &str, keys: &[&str], vals: &[AtomicU64]| {
+            for (k, v) in keys.iter().zip(vals) {
+                let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+            }
+        };
+        family(
+            &mut s,
+            Node::MESSAGES_SENT,
+            "Pushes queued to subscribers by type.",
+            "counter",
+        );
+        by(
+            &mut s,
+            Node::MESSAGES_SENT,
+            "type",
+            &PUSH_KINDS,
+            &m.pushes_sent,
+        );
+        let name = "wshub_node_push_bytes_sent_total";
+        family(
+            &mut s,
+            name,
+            "Bytes of the pushes queued to subscribers by type (one frame per subscriber).",
+            "counter",
+        );
+        by(&mut s, name, "type", &PUSH_KINDS, &m.push_bytes_sent);
+        for (name, help, vals) in [
+            (
+                "wshub_transport_messages_received_total",
+                "WebSocket messages received from clients by encoding.",
+                &m.messages_received,
+            ),
+            (
+                "wshub_transport_bytes_received_total",
+                "Payload bytes of the WebSocket messages received from clients by encoding.",
+                &m.bytes_received,
+            ),
+            (
+                "wshub_transport_messages_sent_total",
+                "Frames written to clients (replies, pushes, pings) by encoding.",
+                &m.messages_sent,
+            ),
+            (
+                "wshub_transport_bytes_sent_total",
+                "Bytes of the frames written to clients by encoding.",
+                &m.bytes_sent,
+            ),
+        ] {
+            family(&mut s, name, help, "counter");
+            by(&mut s, name, "encoding", &ENCODINGS, vals);
+        }
+        let name = "wshub_broker_errors_total";
+        family(&mut s, name, "Failed broker calls by operation.", "counter");
+        by(&mut s, name, "op", &BROKER_OPS, &m.broker_errors.0);
+        let name = "wshub_client_command_duration_seconds";
+        family(
+            &mut s,
+            name,
+            "Time to handle a client command, by method.",
+            "histogram",
+        );
+        for (i, h) in m.command_latency.iter().enumerate() {
+            let method = METHODS.get(i).map_or("other", |m| m.as_str());
+            if h.count() > 0 || i < METHODS.len() {
+                h.render(&mut s, name, &format!("method=\"{method}\""));
+            }
+        }
+        let name = "wshub_node_publication_delivery_latency_seconds";
+        family(
+            &mut s,
+            name,
+            "Time from the broker's publish to the publication being queued for the last local \
+             subscriber (1 ms resolution).",
+            "histogram",
+        );
+        m.delivery_latency.render(&mut s, name, "");
         let labeled = m.labeled.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = "";
         for ((name, label), v) in labeled.iter() {

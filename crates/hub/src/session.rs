@@ -223,7 +223,13 @@ impl Session {
                 }
                 continue;
             }
-            if let Some(reply) = self.handle_command(cmd).await? {
+            let method = cmd.request().map(|r| r.method());
+            let started = Instant::now();
+            let reply = self.handle_command(cmd).await?;
+            if let Some(m) = method {
+                self.node.metrics().observe_command(m, started.elapsed());
+            }
+            if let Some(reply) = reply {
                 self.queue(&reply);
             }
         }

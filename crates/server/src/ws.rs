@@ -102,6 +102,7 @@ where
                     }
                     Some(Ok(msg)) => msg,
                 };
+                node.metrics().count_received(encoding, msg.as_bytes().len());
                 if let Err(d) = session.handle_frame(msg.as_bytes()).await {
                     break Some(d);
                 }
@@ -118,6 +119,7 @@ where
                 }
             }
             _ = sleep_until(pong_deadline.unwrap_or(now + FAR)), if pong_deadline.is_some() => {
+                node.metrics().heartbeat_failures.fetch_add(1, Ordering::Relaxed);
                 break Some(DisconnectCode::NO_PONG.to_disconnect());
             }
             _ = sleep_until(connect_deadline), if !session.is_connected() => {
@@ -141,11 +143,15 @@ where
         // Write everything queued, apply actions, repeat until quiet.
         loop {
             let drained = handle.drain();
+            let (mut frames, mut bytes) = (0u64, 0u64);
             for f in drained.frames {
+                frames += 1;
+                bytes += f.len() as u64;
                 if ws.feed_encoded(f).is_err() {
                     break 'outer None;
                 }
             }
+            node.metrics().count_sent(encoding, frames, bytes);
             if let Some(d) = drained.disconnect {
                 break 'outer Some(d);
             }

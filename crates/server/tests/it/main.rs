@@ -5,5 +5,6 @@
 mod api;
 mod client_protocol;
 mod limits;
+mod metrics;
 mod support;
 mod tls;
