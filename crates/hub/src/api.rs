@@ -114,8 +114,20 @@ struct UserReq {
     expired: bool,
     /// `refresh`: new expiry time, Unix seconds.
     expire_at: Option<u64>,
-    /// `refresh`: new connection info.
+    /// `refresh`: new connection info; `subscribe`: channel info.
     info: Option<Box<RawValue>>,
+    /// `subscribe`: data for the subscribe push.
+    data: Option<Box<RawValue>>,
+    /// `subscribe`: recover publications after this position.
+    recover_since: Option<SincePos>,
+}
+
+#[derive(Deserialize)]
+struct SincePos {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -375,12 +387,25 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
                         code: e.code(),
                         message: e.to_string(),
                     })?;
+                    let raw = |v: &Option<Box<RawValue>>| {
+                        v.as_ref()
+                            .map(|v| Bytes::copy_from_slice(v.get().as_bytes()))
+                    };
+                    let control = if method == "subscribe" {
+                        Control::Subscribe {
+                            channel: req.channel.clone(),
+                            info: raw(&req.info),
+                            data: raw(&req.data),
+                            recover_since: req.recover_since.as_ref().map(|p| StreamPosition {
+                                offset: p.offset,
+                                epoch: p.epoch.clone(),
+                            }),
+                        }
+                    } else {
+                        Control::Unsubscribe(req.channel.clone())
+                    };
                     for h in clients {
-                        h.control(if method == "subscribe" {
-                            Control::Subscribe(req.channel.clone())
-                        } else {
-                            Control::Unsubscribe(req.channel.clone())
-                        });
+                        h.control(control.clone());
                     }
                 }
                 "disconnect" => {

@@ -29,8 +29,19 @@ pub enum Control {
     Disconnect(Disconnect),
     /// Unsubscribe the client from a channel (server-side unsubscribe).
     Unsubscribe(String),
-    /// Subscribe the client to a channel (server-side subscribe).
-    Subscribe(String),
+    /// Subscribe the client to a channel (server-side subscribe, server API
+    /// `subscribe`).
+    Subscribe {
+        /// The channel.
+        channel: String,
+        /// Channel info for presence and publications (raw JSON).
+        info: Option<Bytes>,
+        /// Data for the subscribe push (raw JSON).
+        data: Option<Bytes>,
+        /// Recover publications after this position; they follow the
+        /// subscribe push as publication pushes.
+        recover_since: Option<crate::broker::StreamPosition>,
+    },
     /// Server API `refresh`: move the connection's expiry to `expire_at`
     /// (Unix seconds) and/or replace its connection info.
     Refresh {

@@ -884,7 +884,12 @@ impl Session {
                 }
                 Ok(())
             }
-            Control::Subscribe(channel) => {
+            Control::Subscribe {
+                channel,
+                info,
+                data,
+                recover_since,
+            } => {
                 if self.subs.contains_key(&channel) || self.state != State::Connected {
                     return Ok(());
                 }
@@ -894,13 +899,13 @@ impl Session {
                 };
                 let opts = resolved.options.clone();
                 let req = SubRequest {
+                    recover: recover_since,
                     recoverable: true,
                     positioned: true,
                     join_leave: true,
-                    ..Default::default()
                 };
                 self.handle.begin_pending(&channel);
-                match self.join(&channel, &opts, &req, None).await {
+                match self.join(&channel, &opts, &req, info).await {
                     Ok((res, top)) => {
                         let push = wshub_protocol::Push::subscribe(
                             channel.clone(),
@@ -909,10 +914,21 @@ impl Session {
                                 epoch: res.epoch,
                                 offset: res.offset,
                                 positioned: res.positioned,
-                                data: Bytes::new(),
+                                data: data.unwrap_or_default(),
                             },
                         );
-                        let frame = self.enqueue(&Reply::from_push(push));
+                        // The recovered publications follow the subscribe
+                        // push, before any live one (the pending queue holds
+                        // those until `end_pending`).
+                        // Each is a complete WebSocket frame: back to back
+                        // they still go out in one write.
+                        let mut frames = bytes::BytesMut::new();
+                        frames.extend(self.enqueue(&Reply::from_push(push)));
+                        for p in res.publications {
+                            let push = wshub_protocol::Push::publication(channel.clone(), p);
+                            frames.extend(self.enqueue(&Reply::from_push(push)));
+                        }
+                        let frame = (!frames.is_empty()).then(|| frames.freeze());
                         if !self.handle.end_pending(&channel, frame, top) {
                             self.count_slow();
                         }

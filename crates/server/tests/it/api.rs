@@ -220,3 +220,63 @@ async fn api_refresh_moves_expiry_and_expired_disconnects() {
     assert!(r.error.is_none(), "{r:?}");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn api_subscribe_with_data_info_and_recovery() {
+    let mut cfg = dev_config();
+    cfg.client.allow_anonymous_connect_without_token = false;
+    cfg.client.token.hmac_secret_key = "test-secret".into();
+    let srv = start(cfg).await;
+    let token =
+        wshub_hub::auth::generate_connection_token("test-secret", "u1", None, None, &[]).unwrap();
+    let mut c = Client::open(&srv.ws_url()).await;
+    c.call(&format!(r#""connect":{{"token":"{token}"}}"#))
+        .await
+        .connect
+        .expect("connect");
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        let r = srv
+            .api(
+                "publish",
+                &format!(r#"{{"channel":"news","data":{{"n":{i}}}}}"#),
+            )
+            .await;
+        epoch = r["result"]["epoch"].as_str().unwrap().to_owned();
+    }
+    let r = srv
+        .api(
+            "subscribe",
+            &format!(
+                r#"{{"user":"u1","channel":"news","info":{{"role":"reader"}},"data":{{"hello":1}},
+                    "recover_since":{{"offset":1,"epoch":"{epoch}"}}}}"#
+            ),
+        )
+        .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let p = c.push().await;
+    let sub = p.subscribe.expect("subscribe push first");
+    assert_eq!(p.channel, "news");
+    assert_eq!(&sub.data[..], br#"{"hello":1}"#);
+    assert_eq!((sub.offset, sub.epoch.as_str()), (3, epoch.as_str()));
+    // Publications 2 and 3 follow, in order, then live ones.
+    for want in [2, 3] {
+        let p = c.data_push().await;
+        let publication = p.publication.expect("publication");
+        assert_eq!(publication.offset, want);
+        assert_eq!(
+            &publication.data[..],
+            format!(r#"{{"n":{want}}}"#).as_bytes()
+        );
+    }
+    srv.api("publish", r#"{"channel":"news","data":{"n":4}}"#)
+        .await;
+    assert_eq!(c.data_push().await.publication.unwrap().offset, 4);
+    // The channel info shows in presence.
+    let r = srv.api("presence", r#"{"channel":"news"}"#).await;
+    let presence = r["result"]["presence"].as_object().expect("presence");
+    let entry = presence.values().next().expect("one client");
+    assert_eq!(entry["user"], "u1");
+    assert_eq!(entry["chan_info"], serde_json::json!({"role": "reader"}));
+    srv.shutdown().await;
+}
