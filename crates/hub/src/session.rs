@@ -269,6 +269,12 @@ impl Session {
     pub async fn handle_command(&mut self, cmd: Command) -> CmdResult {
         let id = cmd.id;
         let Some(req) = cmd.request() else {
+            // A method this server does not know (unknown fields are
+            // skipped when decoding): error 104 once connected, as the
+            // codes define it; before connect it is a bad request.
+            if id != 0 && self.state == State::Connected {
+                return err(id, ErrorCode::METHOD_NOT_FOUND);
+            }
             return Err(bad_request());
         };
         self.node.metrics().inc(

@@ -329,6 +329,21 @@ async fn malformed_json_and_commands_before_connect_disconnect_3501() {
     let mut c = Client::open(&srv.ws_url()).await;
     c.send_text(r#"{"id":1,"subscribe":{"channel":"x"}}"#).await;
     assert_eq!(c.closed().await.0, 3501);
+    // Protobuf: a length prefix longer than the frame, then a body that is
+    // not a Command.
+    let opts = ClientOptions::default().subprotocols(["centrifuge-protobuf"]);
+    for bad in [&b"\x0a\x08\x01"[..], b"\x03\xff\xff\xff"] {
+        let mut c = Client::open_with(&srv.ws_url(), opts.clone(), Encoding::Protobuf).await;
+        c.ws.send_binary(bad).await.unwrap();
+        assert_eq!(c.closed().await.0, 3501, "{bad:02x?}");
+    }
+    // Another client on the node is unaffected.
+    let (mut ok, _) = Client::connected(&srv.ws_url()).await;
+    assert!(ok
+        .call(r#""subscribe":{"channel":"x"}"#)
+        .await
+        .error
+        .is_none());
     srv.shutdown().await;
 }
 
@@ -597,5 +612,19 @@ async fn private_channel_with_subscription_token() {
     ))
     .await;
     assert_eq!(c.closed().await.0, 3500);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_method_gets_error_104_and_the_connection_stays() {
+    let srv = start(dev_config()).await;
+    let (mut c, _) = Client::connected(&srv.ws_url()).await;
+    let r = c.call(r#""frobnicate":{"x":1}"#).await;
+    assert_eq!(r.error.expect("an error").code, 104, "method not found");
+    assert!(c
+        .call(r#""subscribe":{"channel":"x"}"#)
+        .await
+        .error
+        .is_none());
     srv.shutdown().await;
 }
