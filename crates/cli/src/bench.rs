@@ -108,6 +108,29 @@ struct Totals {
     errors: u64,
 }
 
+/// Counts the publisher's replies to measured publications (id at or above
+/// `from_id`): acknowledged ones and errors (e.g. 111 when the server's
+/// per-connection command rate limit is lower than `--rate`).
+fn count_reply_lines(text: &str, from_id: u32, acked: &mut u64, refused: &mut u64) {
+    for line in text.lines() {
+        let Some(at) = line.find("\"id\":") else {
+            continue;
+        };
+        let digits = line[at + 5..].split(|c: char| !c.is_ascii_digit()).next();
+        let Some(id) = digits.and_then(|d| d.parse::<u32>().ok()) else {
+            continue;
+        };
+        if id < from_id {
+            continue;
+        }
+        if line.contains("\"error\"") {
+            *refused += 1;
+        } else {
+            *acked += 1;
+        }
+    }
+}
+
 async fn fanout(a: FanoutArgs) -> Result<()> {
     let base = Instant::now();
     let hist = Rc::new(RefCell::new(
@@ -162,6 +185,8 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
     let warmup = Instant::now() + Duration::from_secs(1);
     let end = warmup + Duration::from_secs(a.duration);
     let mut published = 0u64;
+    let (mut acked, mut refused) = (0u64, 0u64);
+    let mut first_measured_id = u32::MAX;
     let mut id = 10u32;
     let mut last_report = Instant::now();
     let mut last_count = 0u64;
@@ -184,9 +209,14 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
         );
         publisher.feed(Message::Text(cmd.into()))?;
         publisher.flush().await?;
-        while publisher.try_recv().is_some() {}
         if measuring.get() {
             published += 1;
+            first_measured_id = first_measured_id.min(id);
+        }
+        while let Some(m) = publisher.try_recv() {
+            if let Message::Text(t) = m? {
+                count_reply_lines(&t, first_measured_id, &mut acked, &mut refused);
+            }
         }
         if now.duration_since(last_report) >= Duration::from_secs(1) && measuring.get() {
             let d = totals.borrow().deliveries;
@@ -199,9 +229,22 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
             last_report = now;
         }
     }
-    // Let in-flight deliveries land.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let in-flight deliveries and replies land.
+    let settle = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settle {
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(50), publisher.recv()).await
+        {
+            count_reply_lines(&t, first_measured_id, &mut acked, &mut refused);
+        }
+    }
     measuring.set(false);
+    if refused > 0 {
+        eprintln!(
+            "warning: the server refused {refused} publications (rate limit? raise \
+             limits.commands_per_second for the publisher)"
+        );
+    }
     let t = totals.borrow();
     let h = hist.borrow();
     let secs = a.duration as f64;
@@ -212,7 +255,9 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
         "size": a.size,
         "duration_s": a.duration,
         "published": published,
-        "expected_deliveries": published * a.subscribers as u64,
+        "acknowledged": acked,
+        "refused": refused,
+        "expected_deliveries": acked * a.subscribers as u64,
         "deliveries": t.deliveries,
         "deliveries_per_s": (t.deliveries as f64 / secs).round(),
         "errors": t.errors,
