@@ -6,7 +6,9 @@ use wshub_proto::{CloseCode, DeflateConfig, Message, Utf8Bytes};
 use wshub_ws::{connect, ClientOptions};
 
 use crate::payload::{binary, echo_one, text};
-use crate::support::{node_echo_server, node_script, run_client_ok, wshub_echo};
+use crate::support::{
+    check_echo_client_output, node_echo_server, node_script, run_client_ok, wshub_echo,
+};
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);
 
@@ -16,34 +18,7 @@ fn node_client_against_wshub_echo(deflate: bool, echo_args: &[&str]) {
     let mut cmd = node_script("echo_client.js");
     cmd.args([url.as_str(), flag]);
     let out = run_client_ok("node echo_client.js", cmd, CLIENT_LIMIT, &server);
-    let stdout = out.stdout_str();
-    let ext = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("extensions: "))
-        .unwrap_or_else(|| panic!("no extensions line in {stdout:?}"));
-    if deflate {
-        assert!(
-            ext.starts_with("permessage-deflate"),
-            "permessage-deflate was not negotiated: {ext:?}"
-        );
-    } else {
-        assert_eq!(
-            ext, "none",
-            "extensions negotiated although the server has no --deflate"
-        );
-    }
-    for needed in [
-        "ok text 16777216",
-        "ok binary 16777216",
-        "ok ping",
-        "ok close 1000",
-        "all ok",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l == needed),
-            "missing {needed:?} in client output:\n{stdout}"
-        );
-    }
+    check_echo_client_output(&out.stdout_str(), deflate);
 }
 
 /// Also covers the single-threaded runtime that benchmarks use.

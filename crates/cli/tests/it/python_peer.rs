@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{python_script, run_client_ok, wshub_echo};
+use crate::support::{check_echo_client_output, python_script, run_client_ok, wshub_echo};
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);
 
@@ -13,34 +13,7 @@ fn python_client_against_wshub_echo(deflate: bool) {
     let mut cmd = python_script("py_echo_client.py");
     cmd.args([url.as_str(), flag]);
     let out = run_client_ok("py_echo_client.py", cmd, CLIENT_LIMIT, &server);
-    let stdout = out.stdout_str();
-    let ext = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("extensions: "))
-        .unwrap_or_else(|| panic!("no extensions line in {stdout:?}"));
-    if deflate {
-        assert!(
-            ext.starts_with("permessage-deflate"),
-            "permessage-deflate was not negotiated: {ext:?}"
-        );
-    } else {
-        assert_eq!(
-            ext, "none",
-            "extensions negotiated although the server has no --deflate"
-        );
-    }
-    for needed in [
-        "ok text 16777216",
-        "ok binary 16777216",
-        "ok ping",
-        "ok close 1000",
-        "all ok",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l == needed),
-            "missing {needed:?} in client output:\n{stdout}"
-        );
-    }
+    check_echo_client_output(&out.stdout_str(), deflate);
 }
 
 #[test]

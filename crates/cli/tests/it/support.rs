@@ -388,6 +388,40 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
+/// Checks what an echo-client peer script printed (`tests/interop/
+/// py_echo_client.py`, `node/echo_client.js`): the negotiated extensions
+/// match `deflate`, and every size up to 16 MiB, the ping and the clean
+/// close were confirmed.
+pub fn check_echo_client_output(stdout: &str, deflate: bool) {
+    let ext = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("extensions: "))
+        .unwrap_or_else(|| panic!("no extensions line in {stdout:?}"));
+    if deflate {
+        assert!(
+            ext.starts_with("permessage-deflate"),
+            "permessage-deflate was not negotiated: {ext:?}"
+        );
+    } else {
+        assert_eq!(
+            ext, "none",
+            "extensions negotiated although the server has no --deflate"
+        );
+    }
+    for needed in [
+        "ok text 16777216",
+        "ok binary 16777216",
+        "ok ping",
+        "ok close 1000",
+        "all ok",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == needed),
+            "missing {needed:?} in client output:\n{stdout}"
+        );
+    }
+}
+
 /// Starts `wshub serve --listen 127.0.0.1:0` with its development
 /// defaults; returns the guard and its `http://ADDR` base URL.
 pub fn wshub_serve_dev() -> (Proc, String) {
