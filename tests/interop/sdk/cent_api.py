@@ -15,15 +15,7 @@ unknown namespace (API error 102) and a wrong API key (HTTP 401,
 `FAIL: ...` on stderr and exits 1. Every wait is bounded.
 """
 
-import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
-import os
-import sys
-import time
 
 import requests
 from cent import (
@@ -42,38 +34,8 @@ from cent import (
 from cent.exceptions import CentApiResponseError, CentUnauthorizedError
 import centrifuge
 
-WAIT = 10.0
-CHANNEL = "chat:room"
-
-
-class Fail(Exception):
-    pass
-
-
-def ok(msg):
-    print("ok " + msg, flush=True)
-
-
-def eq(actual, expected, what):
-    if actual != expected:
-        raise Fail(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def token(user: str, secret: str) -> str:
-    now = int(time.time())
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = b64url(json.dumps({"sub": user, "iat": now, "exp": now + 3600}).encode())
-    sig = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{b64url(sig)}"
+from common import CHANNEL, WAIT, Fail, check, eq, ok, token
+import common
 
 
 def direct_session() -> requests.Session:
@@ -207,24 +169,5 @@ async def scenario(base: str, key: str, secret: str):
     cent.close()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=os.environ.get("WSHUB_URL", ""))
-    ap.add_argument("--api-key", default=os.environ.get("WSHUB_API_KEY", ""))
-    ap.add_argument("--secret", default=os.environ.get("WSHUB_HMAC_SECRET", ""))
-    args = ap.parse_args()
-    if not args.url.startswith("http://") or not args.api_key or not args.secret:
-        ap.error("need --url http://ADDR, --api-key and --secret (or the WSHUB_* variables)")
-    try:
-        asyncio.run(asyncio.wait_for(scenario(args.url.rstrip("/"), args.api_key, args.secret), 90))
-    except Fail as e:
-        print(f"FAIL: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    except asyncio.TimeoutError:
-        print("FAIL: the scenario did not finish within 90 s", file=sys.stderr, flush=True)
-        sys.exit(1)
-    ok("all cent checks passed")
-
-
 if __name__ == "__main__":
-    main()
+    common.main(scenario, __doc__.splitlines()[0], "all cent checks passed", need_api_key=True)

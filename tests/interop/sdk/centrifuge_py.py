@@ -14,14 +14,8 @@ per check; on a mismatch prints `FAIL: ...` on stderr and exits 1. Every wait
 is bounded.
 """
 
-import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import os
-import sys
 import time
 import urllib.request
 
@@ -33,38 +27,8 @@ from centrifuge import (
     SubscriptionEventHandler,
 )
 
-WAIT = 10.0
-CHANNEL = "chat:room"
-
-
-class Fail(Exception):
-    pass
-
-
-def ok(msg):
-    print("ok " + msg, flush=True)
-
-
-def eq(actual, expected, what):
-    if actual != expected:
-        raise Fail(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def token(user: str, secret: str) -> str:
-    now = int(time.time())
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = b64url(json.dumps({"sub": user, "iat": now, "exp": now + 3600}).encode())
-    sig = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{b64url(sig)}"
+from common import CHANNEL, WAIT, Fail, check, eq, ok, token
+import common
 
 
 class Events:
@@ -300,25 +264,5 @@ async def scenario(base: str, key: str, secret: str):
     ok(f"bad token -> disconnected code 3500 ({d.reason!r}), no reconnect")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=os.environ.get("WSHUB_URL", ""))
-    ap.add_argument("--api-key", default=os.environ.get("WSHUB_API_KEY", ""))
-    ap.add_argument("--secret", default=os.environ.get("WSHUB_HMAC_SECRET", ""))
-    args = ap.parse_args()
-    if not args.url.startswith("http://") or not args.secret:
-        ap.error("need --url http://ADDR and --secret (or WSHUB_URL, WSHUB_HMAC_SECRET)")
-    try:
-        asyncio.run(asyncio.wait_for(
-            scenario(args.url.rstrip("/"), args.api_key, args.secret), 90))
-    except Fail as e:
-        print(f"FAIL: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    except asyncio.TimeoutError:
-        print("FAIL: the scenario did not finish within 90 s", file=sys.stderr, flush=True)
-        sys.exit(1)
-    ok("all centrifuge-python checks passed")
-
-
 if __name__ == "__main__":
-    main()
+    common.main(scenario, __doc__.splitlines()[0], "all centrifuge-python checks passed", need_api_key=False)
