@@ -94,12 +94,17 @@ async fn session(url: &str, channel: Option<&str>) -> Result<Ws> {
     Ok(ws)
 }
 
-/// Publish time in microseconds since `base`, read from `"t":<digits>`
+/// The number after the first `key` (e.g. `"t":`) in a JSON line, read
 /// without parsing the whole JSON.
-fn stamp(line: &str) -> Option<u64> {
-    let at = line.find("\"t\":")? + 4;
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(key)? + key.len();
     let digits = line[at..].split(|c: char| !c.is_ascii_digit()).next()?;
     digits.parse().ok()
+}
+
+/// Publish time in microseconds since `base`, from `"t":<digits>`.
+fn stamp(line: &str) -> Option<u64> {
+    number_after(line, "\"t\":")
 }
 
 #[derive(Default)]
@@ -113,14 +118,10 @@ struct Totals {
 /// per-connection command rate limit is lower than `--rate`).
 fn count_reply_lines(text: &str, from_id: u32, acked: &mut u64, refused: &mut u64) {
     for line in text.lines() {
-        let Some(at) = line.find("\"id\":") else {
+        let Some(id) = number_after(line, "\"id\":") else {
             continue;
         };
-        let digits = line[at + 5..].split(|c: char| !c.is_ascii_digit()).next();
-        let Some(id) = digits.and_then(|d| d.parse::<u32>().ok()) else {
-            continue;
-        };
-        if id < from_id {
+        if id < u64::from(from_id) {
             continue;
         }
         if line.contains("\"error\"") {
