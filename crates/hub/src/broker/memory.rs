@@ -412,7 +412,8 @@ fn select(
 /// A fresh epoch: 64 bits from a randomly keyed SipHash of the time, the
 /// process id and a counter. Epochs need to differ between incarnations of
 /// a stream, not to be secret.
-pub(crate) fn new_epoch() -> String {
+/// A new random stream epoch (16 hex digits).
+pub fn new_epoch() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t = SystemTime::now()

@@ -49,6 +49,21 @@
 //! compares `since.epoch` with the returned position itself and answers
 //! Centrifugo's "unrecoverable position" (112) when they differ.
 //!
+//! # Failures of a networked backend
+//!
+//! Delivery over Redis PUB/SUB or NATS core is at most once: while the
+//! connection is down, publications for this node are lost. A networked
+//! broker therefore watches its delivery path (connection errors and a
+//! periodic probe that must come back through it, which also catches a
+//! backend that stays connected but delivers nothing), reports
+//! [`BrokerEventHandler::on_delivery_interrupted`], fails
+//! [`Broker::health`] meanwhile, reconnects with backoff, resubscribes
+//! every channel and reports [`BrokerEventHandler::on_delivery_resumed`].
+//! The node then compares each channel's stream position with the last
+//! offset it delivered and tells subscribers that are behind, so history
+//! recovery fills the gap or the client learns it cannot. Wire formats
+//! between nodes are in [`wire`].
+//!
 //! # Presence and nodes
 //!
 //! Presence entries are leases: [`Broker::add_presence`] sets or refreshes an
@@ -112,11 +127,12 @@ use bytes::Bytes;
 mod memory;
 mod recovery;
 mod types;
+pub mod wire;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryStats};
+pub use memory::{new_epoch, MemoryBroker, MemoryBrokerConfig, MemoryStats};
 pub use recovery::{evaluate_recovery, recover, RecoverOptions, Recovery};
 pub use types::{
     BrokerError, ClientInfo, HistoryFilter, HistoryOptions, HistoryResult, NodeInfo, Presence,
@@ -147,6 +163,19 @@ pub trait BrokerEventHandler: Send + Sync + 'static {
     fn on_leave(&self, channel: &str, info: &ClientInfo);
     /// A node-to-node control message (from any node, this one included).
     fn on_control(&self, data: Bytes);
+    /// Delivery from the backend stopped: the connection was lost or the
+    /// periodic probe got no answer. Publications made until
+    /// [`BrokerEventHandler::on_delivery_resumed`] may never reach this node.
+    /// The default does nothing.
+    fn on_delivery_interrupted(&self, reason: &str) {
+        let _ = reason;
+    }
+    /// Delivery is back after an interruption: the broker reconnected and
+    /// subscribed again to every channel this node had asked for. The node
+    /// must assume publications were lost in between and check the stream
+    /// positions of its channels (clients behind get told). The default does
+    /// nothing.
+    fn on_delivery_resumed(&self) {}
 }
 
 /// PUB/SUB, history, presence and node-to-node messages for the gateway.

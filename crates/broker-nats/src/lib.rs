@@ -1,0 +1,1 @@
+//! NATS broker (work in progress).
