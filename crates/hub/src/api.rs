@@ -359,25 +359,30 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
             Ok(json!({ "channels": m }))
         }
         "info" => {
-            let (channels, subs) = node.hub().counts();
-            let (clients, users) = node.hub().client_counts();
-            Ok(json!({ "nodes": [{
-                "uid": node.id(),
-                "name": node.id(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "num_clients": clients,
-                "num_users": users,
-                "num_channels": channels,
-                "num_subs": subs,
-                "uptime": node.uptime_secs(),
-            }]}))
+            let nodes: Vec<Value> = node
+                .nodes()
+                .await
+                .iter()
+                .map(|n| {
+                    json!({
+                        "uid": n.id,
+                        "name": n.name,
+                        "version": n.version,
+                        "num_clients": n.num_clients,
+                        "num_users": n.num_users,
+                        "num_channels": n.num_channels,
+                        "num_subs": n.num_subs,
+                        "uptime": n.uptime_secs,
+                    })
+                })
+                .collect();
+            Ok(json!({ "nodes": nodes }))
         }
         "subscribe" | "unsubscribe" | "disconnect" | "refresh" => {
             let req: UserReq = parse(body)?;
             if req.user.is_empty() && method != "disconnect" {
                 return Err(ApiError::bad("user required"));
             }
-            let clients = node.hub().user_clients(&req.user, &req.client);
             match method {
                 "subscribe" | "unsubscribe" => {
                     if req.channel.is_empty() {
@@ -404,9 +409,9 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
                     } else {
                         Control::Unsubscribe(req.channel.clone())
                     };
-                    for h in clients {
-                        h.control(control.clone());
-                    }
+                    node.control_user(&req.user, &req.client, &control)
+                        .await
+                        .map_err(|_| ApiError::new(ErrorCode::INTERNAL))?;
                 }
                 "disconnect" => {
                     let d = match req.disconnect {
@@ -417,9 +422,9 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
                         },
                         _ => DisconnectCode::FORCE_NO_RECONNECT.to_disconnect(),
                     };
-                    for h in clients {
-                        h.control(Control::Disconnect(d.clone()));
-                    }
+                    node.control_user(&req.user, &req.client, &Control::Disconnect(d))
+                        .await
+                        .map_err(|_| ApiError::new(ErrorCode::INTERNAL))?;
                 }
                 _ => {
                     let control = if req.expired {
@@ -430,9 +435,9 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, 
                             info: req.info.map(|i| Bytes::copy_from_slice(i.get().as_bytes())),
                         }
                     };
-                    for h in clients {
-                        h.control(control.clone());
-                    }
+                    node.control_user(&req.user, &req.client, &control)
+                        .await
+                        .map_err(|_| ApiError::new(ErrorCode::INTERNAL))?;
                 }
             }
             Ok(json!({}))

@@ -42,6 +42,11 @@ pub enum Control {
         /// subscribe push as publication pushes.
         recover_since: Option<crate::broker::StreamPosition>,
     },
+    /// The node saw a gap in `channel`'s stream (a lost publication, a new
+    /// epoch): unsubscribe with 2500 "insufficient state" so the client
+    /// resubscribes and recovers from its last position, or learns that it
+    /// cannot.
+    InsufficientState(String),
     /// Server API `refresh`: move the connection's expiry to `expire_at`
     /// (Unix seconds) and/or replace its connection info.
     Refresh {
@@ -264,7 +269,29 @@ pub struct Subscriber {
     pub join_leave: bool,
 }
 
-type Shard = HashMap<String, HashMap<String, Subscriber>>;
+/// What the node does with a publication after checking its offset
+/// against the last one it delivered in the channel ([`Hub::advance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// The next offset (or a channel without a known position): deliver.
+    Deliver,
+    /// At or below the recorded position: a subscriber was given a newer
+    /// position by its subscribe reply before this publication arrived
+    /// live. Deliver it (each subscriber's subscribe filter drops what it
+    /// already has); the recorded position does not move back.
+    Stale,
+    /// Offsets were skipped or the epoch changed: publications were lost on
+    /// the way to this node. Do not deliver; tell the subscribers.
+    Gap,
+}
+
+#[derive(Default)]
+struct Shard {
+    channels: HashMap<String, HashMap<String, Subscriber>>,
+    /// The stream position of the last publication delivered (or the
+    /// position a first subscriber saw), per channel with subscribers.
+    positions: HashMap<String, crate::broker::StreamPosition>,
+}
 
 /// Channel → local subscribers, in [`HUB_SHARDS`] shards; plus user →
 /// connections, for the server API.
@@ -321,7 +348,7 @@ impl Hub {
     /// Adds a subscriber; true when it is the channel's first one.
     pub fn add(&self, channel: &str, sub: Subscriber) -> bool {
         let mut shard = self.shard(channel);
-        let subs = shard.entry(channel.to_owned()).or_default();
+        let subs = shard.channels.entry(channel.to_owned()).or_default();
         let first = subs.is_empty();
         subs.insert(sub.handle.id().to_owned(), sub);
         first
@@ -330,12 +357,13 @@ impl Hub {
     /// Removes a subscriber; true when the channel has no subscriber left.
     pub fn remove(&self, channel: &str, client: &str) -> bool {
         let mut shard = self.shard(channel);
-        let Some(subs) = shard.get_mut(channel) else {
+        let Some(subs) = shard.channels.get_mut(channel) else {
             return true;
         };
         subs.remove(client);
         if subs.is_empty() {
-            shard.remove(channel);
+            shard.channels.remove(channel);
+            shard.positions.remove(channel);
             true
         } else {
             false
@@ -344,16 +372,75 @@ impl Hub {
 
     /// Whether `channel` has local subscribers.
     pub fn has_subscribers(&self, channel: &str) -> bool {
-        self.shard(channel).contains_key(channel)
+        self.shard(channel).channels.contains_key(channel)
     }
 
     /// Calls `f` for every local subscriber of `channel`, under the shard
     /// lock (keep `f` quick).
     pub fn for_each_subscriber(&self, channel: &str, mut f: impl FnMut(&Subscriber)) {
         let shard = self.shard(channel);
-        if let Some(subs) = shard.get(channel) {
+        if let Some(subs) = shard.channels.get(channel) {
             subs.values().for_each(&mut f);
         }
+    }
+
+    /// Checks a publication's position against the last one delivered in
+    /// `channel` and records it (see [`Advance`]). Publications without a
+    /// stream (offset 0) are always delivered. Call in the order the broker
+    /// delivers.
+    pub fn advance(&self, channel: &str, pos: &crate::broker::StreamPosition) -> Advance {
+        if pos.offset == 0 {
+            return Advance::Deliver;
+        }
+        let mut shard = self.shard(channel);
+        if !shard.channels.contains_key(channel) {
+            return Advance::Deliver;
+        }
+        let verdict = match shard.positions.get(channel) {
+            None => Advance::Deliver,
+            Some(last) if last.epoch != pos.epoch => Advance::Gap,
+            Some(last) if pos.offset <= last.offset => return Advance::Stale,
+            Some(last) if pos.offset == last.offset + 1 => Advance::Deliver,
+            Some(_) => Advance::Gap,
+        };
+        shard.positions.insert(channel.to_owned(), pos.clone());
+        verdict
+    }
+
+    /// Records the stream position a subscriber of `channel` was given,
+    /// unless the channel already has one (the live stream knows better).
+    pub fn note_position(&self, channel: &str, pos: &crate::broker::StreamPosition) {
+        if pos.epoch.is_empty() {
+            return;
+        }
+        let mut shard = self.shard(channel);
+        if shard.channels.contains_key(channel) && !shard.positions.contains_key(channel) {
+            shard.positions.insert(channel.to_owned(), pos.clone());
+        }
+    }
+
+    /// The recorded position of `channel`, if any.
+    pub fn position(&self, channel: &str) -> Option<crate::broker::StreamPosition> {
+        self.shard(channel).positions.get(channel).cloned()
+    }
+
+    /// Replaces the recorded position of `channel` (after a gap was
+    /// reported) if the channel still has subscribers.
+    pub fn reset_position(&self, channel: &str, pos: &crate::broker::StreamPosition) {
+        let mut shard = self.shard(channel);
+        if shard.channels.contains_key(channel) {
+            shard.positions.insert(channel.to_owned(), pos.clone());
+        }
+    }
+
+    /// Every channel with a recorded position.
+    pub fn positions(&self) -> Vec<(String, crate::broker::StreamPosition)> {
+        let mut all = Vec::new();
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(s.positions.iter().map(|(c, p)| (c.clone(), p.clone())));
+        }
+        all
     }
 
     /// The subscriber count of every channel with local subscribers.
@@ -361,7 +448,7 @@ impl Hub {
         let mut all = Vec::new();
         for s in &self.shards {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            all.extend(s.iter().map(|(c, subs)| (c.clone(), subs.len())));
+            all.extend(s.channels.iter().map(|(c, subs)| (c.clone(), subs.len())));
         }
         all
     }
@@ -371,8 +458,8 @@ impl Hub {
         let (mut channels, mut subs) = (0, 0);
         for s in &self.shards {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            channels += s.len();
-            subs += s.values().map(HashMap::len).sum::<usize>();
+            channels += s.channels.len();
+            subs += s.channels.values().map(HashMap::len).sum::<usize>();
         }
         (channels, subs)
     }
@@ -477,5 +564,38 @@ mod tests {
         assert!(!hub.remove("x", "a"));
         assert!(hub.remove("x", "b"));
         assert!(!hub.has_subscribers("x"));
+    }
+
+    #[test]
+    fn advance_tells_next_stale_and_gaps_and_forgets_empty_channels() {
+        use crate::broker::StreamPosition as P;
+        let hub = Hub::new();
+        // No subscribers: nothing is tracked.
+        assert_eq!(hub.advance("x", &P::new(5, "e")), Advance::Deliver);
+        assert_eq!(hub.position("x"), None);
+        let a = Arc::new(ClientHandle::new("a", Encoding::Json, 0));
+        hub.add(
+            "x",
+            Subscriber {
+                handle: a,
+                join_leave: false,
+            },
+        );
+        // Without a stream (offset 0) always deliver, never track.
+        assert_eq!(hub.advance("x", &P::default()), Advance::Deliver);
+        assert_eq!(hub.position("x"), None);
+        hub.note_position("x", &P::new(3, "e"));
+        hub.note_position("x", &P::new(9, "e")); // the first one stays
+        assert_eq!(hub.advance("x", &P::new(4, "e")), Advance::Deliver);
+        assert_eq!(hub.advance("x", &P::new(4, "e")), Advance::Stale);
+        assert_eq!(hub.advance("x", &P::new(2, "e")), Advance::Stale);
+        assert_eq!(hub.position("x"), Some(P::new(4, "e")));
+        assert_eq!(hub.advance("x", &P::new(7, "e")), Advance::Gap);
+        assert_eq!(hub.advance("x", &P::new(8, "e")), Advance::Deliver);
+        // A new epoch is a gap even at offset 1.
+        assert_eq!(hub.advance("x", &P::new(1, "f")), Advance::Gap);
+        assert_eq!(hub.positions(), vec![("x".to_owned(), P::new(1, "f"))]);
+        assert!(hub.remove("x", "a"));
+        assert_eq!(hub.position("x"), None);
     }
 }

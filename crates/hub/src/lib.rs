@@ -24,6 +24,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod hub;
 pub mod limits;

@@ -7,15 +7,19 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wshub_protocol::{encode_push_reply, Encoding, Method, Push};
 
 use crate::auth::{VerifierError, Verifiers};
-use crate::broker::{self, Broker, BrokerError, BrokerEventHandler, StreamPosition};
+use crate::broker::{
+    self, Broker, BrokerError, BrokerEventHandler, HistoryFilter, HistoryOptions, NodeInfo,
+    StreamPosition,
+};
+use crate::cluster::UserControl;
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Advance, Control, Hub};
 use crate::metrics::{
     method_index, BrokerErrors, Histogram, MeteredBroker, BROKER_OPS, ENCODINGS, METHODS,
     PUSH_KINDS,
@@ -62,6 +66,16 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Failed broker calls by operation.
     pub broker_errors: Arc<BrokerErrors>,
+    /// Times the broker reported that delivery stopped.
+    pub broker_interruptions: AtomicU64,
+    /// Times the broker reported that delivery is back.
+    pub broker_resumptions: AtomicU64,
+    /// 1 while the broker's delivery path works, 0 while interrupted.
+    pub broker_up: AtomicU64,
+    /// Gaps seen in channel streams (skipped offsets, a new epoch, a
+    /// position check that found the node behind); each one unsubscribes
+    /// the channel's local subscribers with 2500 so they recover.
+    pub stream_gaps: AtomicU64,
     labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -132,6 +146,31 @@ pub struct Node {
     id: String,
     started: Instant,
     framer: Framer,
+    name: Mutex<String>,
+}
+
+/// How often a node refreshes its registration (`/api/info`).
+const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a registration lives without a refresh.
+const NODE_INFO_TTL: Duration = Duration::from_secs(10);
+/// How often every tracked channel's position is compared with the broker.
+const POSITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a position check waits for publications still on their way
+/// before it calls a channel behind.
+const POSITION_GRACE: Duration = Duration::from_millis(500);
+
+/// The host name, for node infos.
+fn default_node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wshub".into())
 }
 
 impl std::fmt::Debug for Node {
@@ -149,22 +188,27 @@ impl BrokerEventHandler for Handler {
         &self,
         channel: &str,
         publication: Arc<broker::Publication>,
-        _position: &StreamPosition,
+        position: &StreamPosition,
     ) {
-        if let Some(node) = self.0.upgrade() {
-            let offset = publication.offset;
-            let push = Push::publication(channel, to_proto_publication(&publication));
-            node.fan_out(channel, &push, offset, false);
-            if publication.time > 0 {
-                // Wall clock against the broker's publish time (ms).
-                let now_us = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as u64);
-                let took = now_us.saturating_sub(publication.time.saturating_mul(1000));
-                node.metrics
-                    .delivery_latency
-                    .observe(std::time::Duration::from_micros(took));
-            }
+        let Some(node) = self.0.upgrade() else {
+            return;
+        };
+        if node.hub.advance(channel, position) == Advance::Gap {
+            node.report_gap(channel, position, "offset gap in the live stream");
+            return;
+        }
+        let offset = publication.offset;
+        let push = Push::publication(channel, to_proto_publication(&publication));
+        node.fan_out(channel, &push, offset, false);
+        if publication.time > 0 {
+            // Wall clock against the broker's publish time (ms).
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            let took = now_us.saturating_sub(publication.time.saturating_mul(1000));
+            node.metrics
+                .delivery_latency
+                .observe(std::time::Duration::from_micros(took));
         }
     }
 
@@ -182,7 +226,54 @@ impl BrokerEventHandler for Handler {
         }
     }
 
-    fn on_control(&self, _data: Bytes) {}
+    fn on_control(&self, data: Bytes) {
+        let Some(node) = self.0.upgrade() else {
+            return;
+        };
+        match UserControl::decode(&data) {
+            Some(c) => {
+                let clients = node.hub.user_clients(&c.user, &c.client);
+                let control = c.control();
+                for h in clients {
+                    h.control(control.clone());
+                }
+            }
+            None => tracing::warn!(len = data.len(), "ignoring an unknown control message"),
+        }
+    }
+
+    fn on_delivery_interrupted(&self, reason: &str) {
+        if let Some(node) = self.0.upgrade() {
+            tracing::warn!(
+                broker = node.broker.name(),
+                reason,
+                "broker delivery interrupted"
+            );
+            node.metrics
+                .broker_interruptions
+                .fetch_add(1, Ordering::Relaxed);
+            node.metrics.broker_up.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn on_delivery_resumed(&self) {
+        if let Some(node) = self.0.upgrade() {
+            tracing::info!(
+                broker = node.broker.name(),
+                "broker delivery resumed; checking channel positions"
+            );
+            node.metrics
+                .broker_resumptions
+                .fetch_add(1, Ordering::Relaxed);
+            node.metrics.broker_up.store(1, Ordering::Relaxed);
+            let weak = self.0.clone();
+            tokio::spawn(async move {
+                if let Some(node) = weak.upgrade() {
+                    node.check_positions().await;
+                }
+            });
+        }
+    }
 }
 
 /// A broker client info as a protocol one.
@@ -258,10 +349,13 @@ impl Node {
             id: random_id(),
             started: Instant::now(),
             framer,
+            name: Mutex::new(default_node_name()),
         });
+        node.metrics.broker_up.store(1, Ordering::Relaxed);
         node.broker
             .start(Arc::new(Handler(Arc::downgrade(&node))))
             .await?;
+        Node::spawn_background(&node);
         Ok(node)
     }
 
@@ -292,6 +386,164 @@ impl Node {
     /// Seconds since start.
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
+    }
+
+    /// Sets the name other nodes see in `/api/info` (default: the host name).
+    pub fn set_name(&self, name: impl Into<String>) {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.into();
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// This node's info for the registry and `/api/info`.
+    pub fn info(&self) -> NodeInfo {
+        let (channels, subs) = self.hub.counts();
+        let (clients, users) = self.hub.client_counts();
+        let mut i = NodeInfo::new(self.id.clone(), self.name());
+        i.version = env!("CARGO_PKG_VERSION").into();
+        i.num_clients = clients as u64;
+        i.num_users = users as u64;
+        i.num_channels = channels as u64;
+        i.num_subs = subs as u64;
+        i.uptime_secs = self.uptime_secs();
+        i
+    }
+
+    /// Every live node of the cluster (this one first), from the broker's
+    /// registry. If the broker cannot answer, only this node.
+    pub async fn nodes(&self) -> Vec<NodeInfo> {
+        let mut all = match self.broker.nodes().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list nodes");
+                Vec::new()
+            }
+        };
+        all.retain(|n| n.id != self.id);
+        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        all.insert(0, self.info());
+        all
+    }
+
+    /// Applies `control` to the connections of `user` (only `client` when
+    /// not empty) on every node of the cluster, this one included, through
+    /// the broker's control channel.
+    pub async fn control_user(
+        &self,
+        user: &str,
+        client: &str,
+        control: &Control,
+    ) -> Result<(), BrokerError> {
+        match UserControl::new(user, client, control) {
+            Some(c) => self.broker.publish_control(c.encode()).await,
+            None => {
+                for h in self.hub.user_clients(user, client) {
+                    h.control(control.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the local subscribers of `channel` that they missed
+    /// publications (unsubscribe 2500, they resubscribe and recover) and
+    /// takes `position` as the channel's new position.
+    pub fn report_gap(&self, channel: &str, position: &StreamPosition, why: &str) {
+        self.hub.reset_position(channel, position);
+        let mut n = 0usize;
+        self.hub.for_each_subscriber(channel, |s| {
+            s.handle
+                .control(Control::InsufficientState(channel.to_owned()));
+            n += 1;
+        });
+        self.metrics.stream_gaps.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            channel,
+            offset = position.offset,
+            epoch = %position.epoch,
+            subscribers = n,
+            why,
+            "stream gap: subscribers told to recover"
+        );
+    }
+
+    /// Compares the stream position of every channel this node delivers
+    /// with the broker's, and reports a gap where the node is behind (after
+    /// a short grace for publications still on their way) or the epoch
+    /// changed. Runs after the broker's delivery resumed and periodically.
+    pub async fn check_positions(&self) {
+        let mut behind = Vec::new();
+        for (channel, known) in self.hub.positions() {
+            let Ok(resolved) = crate::config::channel_options(&self.config, &channel) else {
+                continue;
+            };
+            let o = resolved.options;
+            if !o.history_enabled() {
+                continue;
+            }
+            let hist = HistoryOptions::new(o.history_size as usize, o.history_ttl.as_std());
+            match self
+                .broker
+                .history(&channel, HistoryFilter::position_only(), hist)
+                .await
+            {
+                Ok(h) if h.position.epoch != known.epoch || h.position.offset > known.offset => {
+                    behind.push((channel, h.position));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Down again: the next resume runs the check again.
+                    tracing::warn!(error = %e, "position check stopped: broker error");
+                    return;
+                }
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        tokio::time::sleep(POSITION_GRACE).await;
+        for (channel, top) in behind {
+            match self.hub.position(&channel) {
+                Some(now) if now.epoch == top.epoch && now.offset >= top.offset => {}
+                Some(_) => self.report_gap(&channel, &top, "position check: node behind"),
+                None => {}
+            }
+        }
+    }
+
+    /// Removes this node from the registry (graceful shutdown).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.broker.unregister_node(&self.id).await {
+            tracing::warn!(error = %e, "cannot unregister node");
+        }
+    }
+
+    /// Registers the node, then keeps its registration fresh and checks
+    /// channel positions periodically, until the node is dropped.
+    fn spawn_background(node: &Arc<Node>) {
+        let weak = Arc::downgrade(node);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(NODE_INFO_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_check = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let Some(node) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = node.broker.register_node(node.info(), NODE_INFO_TTL).await {
+                    tracing::debug!(error = %e, "node registration failed");
+                }
+                if last_check.elapsed() >= POSITION_CHECK_INTERVAL {
+                    last_check = tokio::time::Instant::now();
+                    let n = node.clone();
+                    tokio::spawn(async move { n.check_positions().await });
+                }
+            }
+        });
     }
 
     /// Encodes a protocol message for the transport.
@@ -420,6 +672,34 @@ impl Node {
             "Connections closed because no pong came within client.pong_timeout (3012).",
             "counter",
             m.heartbeat_failures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "wshub_broker_up",
+            "1 while the broker delivers, 0 while its delivery is interrupted.",
+            "gauge",
+            m.broker_up.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "wshub_broker_interruptions_total",
+            "Times the broker's delivery stopped (connection lost or probe unanswered).",
+            "counter",
+            m.broker_interruptions.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "wshub_broker_resumptions_total",
+            "Times the broker's delivery came back (reconnected and resubscribed).",
+            "counter",
+            m.broker_resumptions.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "wshub_node_stream_gaps_total",
+            "Channel stream gaps seen; the channel's subscribers were told to recover (2500).",
+            "counter",
+            m.stream_gaps.load(Ordering::Relaxed),
         );
         let family = |s: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -551,6 +551,8 @@ impl Session {
             res.recoverable = recoverable;
             res.positioned = positioned;
             top = res.offset;
+            node.hub()
+                .note_position(channel, &StreamPosition::new(res.offset, res.epoch.clone()));
         }
         if opts.presence {
             if let Err(e) = node
@@ -864,6 +866,16 @@ impl Session {
         }
     }
 
+    /// Unsubscribes from `channel` (if subscribed) and tells the client with
+    /// an unsubscribe push carrying `code`.
+    async fn server_unsubscribe(&mut self, channel: String, code: UnsubscribeCode) {
+        if self.subs.contains_key(&channel) {
+            self.leave(&channel).await;
+            let push = wshub_protocol::Push::unsubscribe(channel, code.to_unsubscribe());
+            self.queue(&Reply::from_push(push));
+        }
+    }
+
     /// Applies an action from the node. `Err` means: close with it.
     ///
     /// Cancel safety: not cancel safe.
@@ -880,14 +892,13 @@ impl Session {
                 Ok(())
             }
             Control::Unsubscribe(channel) => {
-                if self.subs.contains_key(&channel) {
-                    self.leave(&channel).await;
-                    let push = wshub_protocol::Push::unsubscribe(
-                        channel,
-                        UnsubscribeCode::SERVER.to_unsubscribe(),
-                    );
-                    self.queue(&Reply::from_push(push));
-                }
+                self.server_unsubscribe(channel, UnsubscribeCode::SERVER)
+                    .await;
+                Ok(())
+            }
+            Control::InsufficientState(channel) => {
+                self.server_unsubscribe(channel, UnsubscribeCode::INSUFFICIENT_STATE)
+                    .await;
                 Ok(())
             }
             Control::Subscribe {

@@ -145,6 +145,9 @@ impl Server {
             })?;
         let drain = config.shutdown.timeout.as_std().min(Duration::from_secs(5)) / 2;
         let node = Node::start_with_framer(config, broker, ws_framer).await?;
+        if let Ok(a) = listener.local_addr() {
+            node.set_name(format!("{}_{}", node.name(), a.port()));
+        }
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Server {
             listener,
@@ -254,6 +257,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        shared.node.shutdown().await;
         let _ = shared.node.broker().close().await;
     }
 }

@@ -4,6 +4,7 @@
 
 mod commands;
 mod connect;
+mod gaps;
 mod lifecycle;
 mod recovery;
 mod support;

@@ -71,6 +71,15 @@ pub async fn start(config: Config) -> TestServer {
 /// Starts a server on `addr` (a fresh node and broker: a new epoch).
 pub async fn start_at(config: Config, addr: &str) -> TestServer {
     let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+    start_with(config, broker, addr).await
+}
+
+/// Starts a server on `broker` (not started yet).
+pub async fn start_with(
+    config: Config,
+    broker: Arc<dyn wshub_hub::broker::Broker>,
+    addr: &str,
+) -> TestServer {
     let server = tokio::time::timeout(T, wshub_server::Server::bind(config, broker, addr))
         .await
         .expect("bind timed out")
@@ -143,6 +152,25 @@ impl TestServer {
         .expect("HTTP API request timed out");
         assert_eq!(status, 200, "{method}: {text}");
         serde_json::from_str(&text).expect("JSON answer")
+    }
+
+    /// GETs `path` (e.g. `/metrics`) and returns the body; panics unless 200.
+    pub async fn api_text(&self, path: &str) -> String {
+        let addr = self.addr;
+        let text = tokio::time::timeout(T, async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.expect("read");
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+        .expect("HTTP request timed out");
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        text.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default()
     }
 
     /// Publishes `data` (JSON) into `channel` through the API; returns the offset.

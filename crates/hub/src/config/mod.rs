@@ -319,7 +319,8 @@ pub enum BrokerKind {
     Memory,
     /// Redis (`engine.redis` or `broker.redis`).
     Redis,
-    /// NATS (`broker.nats`), at-most-once PUB/SUB without history.
+    /// NATS (`broker.nats`): core subjects for delivery, JetStream for
+    /// history, presence and the node registry.
     Nats,
 }
 
