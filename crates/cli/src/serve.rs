@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wshub_hub::broker::{MemoryBroker, MemoryBrokerConfig};
+use wshub_hub::broker::{Broker, MemoryBroker, MemoryBrokerConfig};
 use wshub_hub::config::{BrokerKind, Config, Loader};
 
 /// `wshub serve` flags.
@@ -91,9 +91,6 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             Config::development_default()
         }
     };
-    if config.broker_kind() != BrokerKind::Memory {
-        bail!("only the memory broker is available in this build");
-    }
     if config.http_server.address.is_empty() {
         config.http_server.address = "0.0.0.0".into();
     }
@@ -112,12 +109,36 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         eprintln!("wshub: {}", config.describe());
-        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let broker = make_broker(&config).await?;
         let server = wshub_server::Server::bind(config, broker, &addr).await?;
         println!("listening on {}://{}", server.scheme(), server.local_addr());
         server.run(shutdown_signal()).await;
         eprintln!("wshub: stopped");
         Ok(())
+    })
+}
+
+/// The broker the configuration selects: memory (one node), Redis
+/// (`engine.type: redis`, or `broker.enabled` with `broker.type: redis`) or
+/// NATS (`broker.type: nats`).
+async fn make_broker(config: &Config) -> Result<Arc<dyn Broker>> {
+    Ok(match config.broker_kind() {
+        BrokerKind::Redis => {
+            let r = config.redis();
+            if !r.cluster_address.is_empty() || !r.sentinel_address.is_empty() {
+                bail!("redis: Cluster and Sentinel are not supported yet (use one address)");
+            }
+            if r.tls.enabled {
+                bail!("redis: TLS is not supported yet");
+            }
+            let cfg = wshub_broker_redis::RedisBrokerConfig::from_config(r);
+            Arc::new(wshub_broker_redis::RedisBroker::new(cfg).context("redis broker")?)
+        }
+        BrokerKind::Nats => {
+            let cfg = wshub_broker_nats::NatsBrokerConfig::from_config(&config.broker.nats);
+            Arc::new(wshub_broker_nats::NatsBroker::new(cfg))
+        }
+        _ => Arc::new(MemoryBroker::new(MemoryBrokerConfig::default())),
     })
 }
 

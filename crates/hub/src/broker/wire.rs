@@ -4,6 +4,11 @@
 //! breaking nodes of an older version during a rolling upgrade; unknown
 //! fields are skipped on decode.
 //!
+//! The field numbers are a contract beyond this file: the Redis broker's
+//! publish script appends `offset` (field 1) and `epoch` (field 6) to an
+//! encoded publication inside Redis and wraps it as field 1 of the event,
+//! because only the script knows them. Never renumber; add new fields.
+//!
 //! These bytes come from the backend, which other nodes (or anyone with
 //! access to it) write: decoding never panics and returns
 //! [`BrokerError::Backend`] on malformed input.
