@@ -8,6 +8,7 @@
 
 mod bench_cli;
 mod browser;
+mod cluster;
 mod connect_cli;
 mod echo_strict;
 mod node_peer;

@@ -228,6 +228,11 @@ impl Proc {
         })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes to the process's stdin (which stays open).
     pub fn write_stdin(&mut self, data: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
