@@ -2,6 +2,9 @@
 //! generator can be pinned to one core (`taskset -c 1`) while the server
 //! under test runs on the other; progress every second on stderr, one JSON
 //! summary line on stdout.
+//!
+//! `fanout` drives the gateway; `echo`, `latency` and `idle` drive any
+//! WebSocket echo server (`wshub echo`, and the peers in `bench/peers/`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,12 +15,27 @@ use hdrhistogram::Histogram;
 use wshub_proto::Message;
 use wshub_ws::{connect, ClientOptions, MaybeTlsStream, WebSocket};
 
+mod echo;
+mod idle;
+mod latency;
+mod raw;
+
 /// `wshub bench` subcommands.
 #[derive(clap::Subcommand)]
 pub enum Bench {
     /// Gateway fan-out: N subscribers on one channel, one publisher at a
     /// fixed rate; deliveries per second and publish-to-deliver latency.
     Fanout(FanoutArgs),
+    /// Echo throughput, closed loop: every connection keeps `--pipeline`
+    /// pre-built masked messages in flight; messages/s and the generator's
+    /// own CPU%.
+    Echo(echo::EchoArgs),
+    /// Echo latency, open loop at a fixed rate, measured from each
+    /// message's scheduled send time; HDR percentiles.
+    Latency(latency::LatencyArgs),
+    /// Open N connections (over several source addresses) and hold them,
+    /// to read the server's memory per idle connection.
+    Idle(idle::IdleArgs),
 }
 
 /// `wshub bench fanout` flags.
@@ -49,8 +67,12 @@ pub fn run(b: Bench) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let local = tokio::task::LocalSet::new();
     match b {
-        Bench::Fanout(a) => rt.block_on(tokio::task::LocalSet::new().run_until(fanout(a))),
+        Bench::Fanout(a) => rt.block_on(local.run_until(fanout(a))),
+        Bench::Echo(a) => rt.block_on(local.run_until(echo::run(a))),
+        Bench::Latency(a) => rt.block_on(local.run_until(latency::run(a))),
+        Bench::Idle(a) => rt.block_on(local.run_until(idle::run(a))),
     }
 }
 

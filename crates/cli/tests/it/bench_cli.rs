@@ -1,9 +1,161 @@
-//! `wshub bench fanout` against `wshub serve`: a short run must deliver every
-//! publication to every subscriber and print its JSON summary.
+//! The load generators, briefly: `wshub bench fanout` against `wshub serve`
+//! must deliver every publication to every subscriber; `bench echo`,
+//! `bench latency` and `bench idle` against `wshub echo` must run clean and
+//! print a JSON summary with sane numbers.
 
 use std::time::Duration;
 
-use crate::support::{run_client_ok, wshub, wshub_serve_dev};
+use crate::support::{run_client_ok, wshub, wshub_echo, wshub_serve_dev, Proc};
+
+/// Runs `wshub bench ARGS...` against `server` and returns its JSON summary
+/// (the last stdout line).
+fn bench_summary(server: &Proc, args: &[&str]) -> serde_json::Value {
+    let mut bench = wshub();
+    bench.arg("bench").args(args);
+    let name = format!("wshub bench {}", args[0]);
+    let out = run_client_ok(&name, bench, Duration::from_secs(60), server);
+    let stdout = out.stdout_str();
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"))
+}
+
+#[test]
+fn echo_bench_counts_echoes_and_cpu() {
+    let (server, url) = wshub_echo(&["--threads", "1"]);
+    let pid = server.pid().to_string();
+    let s = bench_summary(
+        &server,
+        &[
+            "echo",
+            "--url",
+            &url,
+            "--connections",
+            "4",
+            "--size",
+            "20",
+            "--pipeline",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["messages"].as_u64().unwrap() > 100, "{s}");
+    assert!(s["messages_per_s"].as_f64().unwrap() > 100.0, "{s}");
+    assert_eq!(s["frame_bytes"], 26, "{s}");
+    let gen = s["generator_cpu_pct"].as_f64().unwrap();
+    assert!((0.0..=200.0).contains(&gen), "{s}");
+    assert!(s["server_cpu_s"].as_f64().unwrap() >= 0.0, "{s}");
+}
+
+#[test]
+fn echo_bench_binary_large_messages_and_deflate() {
+    let (server, url) = wshub_echo(&["--threads", "1", "--deflate"]);
+    let s = bench_summary(
+        &server,
+        &[
+            "echo",
+            "--url",
+            &url,
+            "--connections",
+            "2",
+            "--size",
+            "70000",
+            "--binary",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["messages"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["deflate"], false, "{s}");
+    let s = bench_summary(
+        &server,
+        &[
+            "echo",
+            "--url",
+            &url,
+            "--connections",
+            "2",
+            "--size",
+            "1024",
+            "--deflate",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["deflate"], true, "{s}");
+    assert!(s["messages"].as_u64().unwrap() > 0, "{s}");
+    // The text-like payload compresses.
+    assert!(s["frame_bytes"].as_u64().unwrap() < 1024, "{s}");
+}
+
+#[test]
+fn latency_bench_receives_every_scheduled_message() {
+    let (server, url) = wshub_echo(&["--threads", "1"]);
+    let s = bench_summary(
+        &server,
+        &[
+            "latency",
+            "--url",
+            &url,
+            "--connections",
+            "4",
+            "--rate",
+            "2000",
+            "--size",
+            "20",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["lost"], 0, "{s}");
+    let sent = s["sent"].as_u64().unwrap();
+    assert!((1900..=2100).contains(&sent), "{s}");
+    assert_eq!(s["received"], sent, "{s}");
+    let l = &s["latency_us"];
+    let (p50, p99, max) = (
+        l["p50"].as_f64().unwrap(),
+        l["p99"].as_f64().unwrap(),
+        l["max"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{s}");
+}
+
+#[test]
+fn idle_bench_holds_connections_from_several_sources() {
+    let (server, url) = wshub_echo(&["--threads", "1"]);
+    let s = bench_summary(
+        &server,
+        &[
+            "idle",
+            "--url",
+            &url,
+            "--connections",
+            "200",
+            "--source-ips",
+            "127.0.0.2-127.0.0.5",
+            "--hold",
+            "0.5",
+        ],
+    );
+    assert_eq!(s["opened"], 200, "{s}");
+    assert_eq!(s["still_open"], 200, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["source_ips"], 4, "{s}");
+}
 
 #[test]
 fn fanout_bench_delivers_every_publication_to_every_subscriber() {

@@ -1,0 +1,162 @@
+//! `wshub bench idle`: opens N WebSocket connections and holds them, so the
+//! server's memory per idle connection can be read (RSS delta / N). The
+//! connections are spread over several loopback source addresses (bind
+//! before connect), each of which has its own ephemeral port range.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::io::AsyncWriteExt;
+use wshub_proto::frame::OpCode;
+
+use super::raw::{self, Controls, Scanner, Scratch, Target};
+
+/// `wshub bench idle` flags.
+#[derive(clap::Args)]
+pub struct IdleArgs {
+    /// The server.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Source addresses, round-robin: a range (`127.0.0.2-127.0.0.9`) or a
+    /// comma-separated list. Default: the system's choice.
+    #[arg(long)]
+    source_ips: Option<String>,
+    /// Seconds to hold the connections once all are open (default: until
+    /// Ctrl-C; Ctrl-C also ends a hold early, with the summary).
+    #[arg(long)]
+    hold: Option<f64>,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    open: Cell<usize>,
+    /// Connections lost while holding.
+    dropped: Cell<u64>,
+    /// Connections that could not be opened.
+    failed: Cell<u64>,
+    first_error: std::cell::RefCell<Option<String>>,
+}
+
+pub async fn run(a: IdleArgs) -> Result<()> {
+    let target = Rc::new(Target::parse(&a.url)?);
+    let sources: Vec<Option<IpAddr>> = match &a.source_ips {
+        Some(s) => raw::parse_ips(s)?.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    eprintln!(
+        "idle: opening {} connections to {} from {} source address(es)",
+        a.connections,
+        a.url,
+        sources.len()
+    );
+    let shared = Rc::new(Shared::default());
+    let scratch = Scratch::new();
+    let started = Instant::now();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
+    let mut last_print = Instant::now();
+    for i in 0..a.connections {
+        let permit = slots.clone().acquire_owned().await?;
+        let (target, task_shared, scratch) = (target.clone(), shared.clone(), scratch.clone());
+        let source = sources[i % sources.len()];
+        tokio::task::spawn_local(async move {
+            let shared = task_shared;
+            let opened = raw::open(&target, source, None).await;
+            drop(permit);
+            match opened {
+                Ok(o) => {
+                    shared.open.set(shared.open.get() + 1);
+                    hold(o.stream, o.scanner, &scratch).await;
+                    shared.open.set(shared.open.get() - 1);
+                    shared.dropped.set(shared.dropped.get() + 1);
+                }
+                Err(e) => {
+                    shared.failed.set(shared.failed.get() + 1);
+                    shared
+                        .first_error
+                        .borrow_mut()
+                        .get_or_insert_with(|| format!("{e:#}"));
+                }
+            }
+        });
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            eprintln!("opened {}/{}", shared.open.get(), a.connections);
+            last_print = Instant::now();
+        }
+    }
+    // Wait for the handshakes still in flight.
+    let _all = slots
+        .acquire_many(a.concurrency.max(1) as u32)
+        .await
+        .context("semaphore")?;
+    let open_s = started.elapsed().as_secs_f64();
+    let opened = shared.open.get();
+    if let Some(e) = shared.first_error.borrow().as_ref() {
+        eprintln!(
+            "warning: {} connections failed, the first with: {e}",
+            shared.failed.get()
+        );
+    }
+    eprintln!("all {opened} connections open after {open_s:.1}s; holding");
+    let held_from = Instant::now();
+    match a.hold {
+        Some(s) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(s)) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    let summary = serde_json::json!({
+        "bench": "idle",
+        "url": a.url,
+        "connections": a.connections,
+        "opened": opened,
+        "failed": shared.failed.get(),
+        "dropped": shared.dropped.get(),
+        "errors": shared.failed.get() + shared.dropped.get(),
+        "still_open": shared.open.get(),
+        "source_ips": sources.len(),
+        "open_s": (open_s * 1000.0).round() / 1000.0,
+        "held_s": (held_from.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// Holds one connection open: answers pings, returns when it ends.
+async fn hold(mut stream: tokio::net::TcpStream, mut scanner: Scanner, scratch: &Scratch) {
+    let mut ctl = Controls::default();
+    loop {
+        if scratch
+            .read_messages(&stream, &mut scanner, &mut ctl)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for p in ctl.pings.drain(..) {
+            if stream
+                .write_all(&raw::control_frame(OpCode::Pong, &p))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if ctl.closed {
+            return;
+        }
+    }
+}
