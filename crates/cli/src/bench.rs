@@ -41,9 +41,20 @@ pub enum Bench {
 /// `wshub bench fanout` flags.
 #[derive(clap::Args)]
 pub struct FanoutArgs {
-    /// The gateway's client endpoint.
-    #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
-    url: String,
+    /// The gateway's client endpoint. Several (comma-separated or the flag
+    /// repeated) spread the subscribers round-robin over the nodes of a
+    /// cluster.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 1..,
+        default_value = "ws://127.0.0.1:8000/connection/websocket"
+    )]
+    url: Vec<String>,
+    /// Where the publisher connects (default: the last `--url`), e.g. a node
+    /// that holds none of the subscribers, to measure across nodes.
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -164,9 +175,13 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
     // Publications stamped at or after this time (µs since `base`) are
     // measured, so one published during warm-up never counts as delivered.
     let measure_from = Rc::new(std::cell::Cell::new(u64::MAX));
-    eprintln!("opening {} subscribers to {}", a.subscribers, a.url);
+    eprintln!(
+        "opening {} subscribers to {}",
+        a.subscribers,
+        a.url.join(", ")
+    );
     for i in 0..a.subscribers {
-        let mut ws = session(&a.url, Some(&a.channel))
+        let mut ws = session(&a.url[i % a.url.len()], Some(&a.channel))
             .await
             .with_context(|| format!("subscriber {i}"))?;
         let (hist, totals, measuring, from) = (
@@ -199,7 +214,12 @@ async fn fanout(a: FanoutArgs) -> Result<()> {
             }
         });
     }
-    let mut publisher = session(&a.url, None).await.context("publisher")?;
+    let publish_url = a
+        .publish_url
+        .as_ref()
+        .or(a.url.last())
+        .context("no --url")?;
+    let mut publisher = session(publish_url, None).await.context("publisher")?;
     let pad = "x".repeat(a.size.saturating_sub(40));
     let interval = Duration::from_secs_f64(1.0 / f64::from(a.rate.max(1)));
     let mut tick = tokio::time::interval(interval);

@@ -216,3 +216,54 @@ async fn redis_cluster_behind_nginx_survives_a_killed_node() {
 async fn nats_cluster_behind_nginx_survives_a_killed_node() {
     killed_node_behind_nginx(Backend::nats()).await;
 }
+
+/// `wshub bench fanout` with subscribers on two nodes and the publisher on
+/// a third: every publication reaches every subscriber across nodes.
+#[test]
+fn fanout_bench_spreads_subscribers_over_the_nodes() {
+    let c = Cluster::start(Backend::redis(), 3);
+    let urls: Vec<String> = c.nodes.iter().map(Node::ws_url).collect();
+    let mut bench = crate::support::wshub();
+    bench.args([
+        "bench",
+        "fanout",
+        "--url",
+        &format!("{},{}", urls[0], urls[1]),
+        "--publish-url",
+        &urls[2],
+        "--channel",
+        &format!("{NS}:fanout"),
+        "--subscribers",
+        "20",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+    ]);
+    let out = crate::support::run_client_ok(
+        "wshub bench fanout",
+        bench,
+        Duration::from_secs(60),
+        c.nodes[2].proc.as_ref().unwrap(),
+    );
+    let stdout = out.stdout_str();
+    let s: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"));
+    assert!(s["acknowledged"].as_u64().unwrap_or(0) >= 40, "{s}");
+    assert_eq!(s["deliveries"], s["expected_deliveries"], "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    // The two subscriber nodes delivered, the publisher's node did not.
+    let delivered: Vec<u64> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let (_, m) = http(n.addr, "GET", "/metrics", "").unwrap();
+            m.lines()
+                .find_map(|l| l.strip_prefix("wshub_node_deliveries_total "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(delivered[0] > 0 && delivered[1] > 0, "{delivered:?}");
+    assert_eq!(delivered[2], 0, "{delivered:?}");
+}
