@@ -34,6 +34,12 @@ pub struct IdleArgs {
     /// Handshakes in progress at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Gateway mode: after the handshake each connection sends the
+    /// Centrifugo `connect` and `subscribe` commands for this channel
+    /// (anonymous, JSON) and answers the server's pings, so the gateway's
+    /// memory per connection *with one subscription* can be read.
+    #[arg(long, value_name = "CHANNEL")]
+    subscribe: Option<String>,
 }
 
 #[derive(Default)]
@@ -66,15 +72,22 @@ pub async fn run(a: IdleArgs) -> Result<()> {
     for i in 0..a.connections {
         let permit = slots.clone().acquire_owned().await?;
         let (target, task_shared, scratch) = (target.clone(), shared.clone(), scratch.clone());
+        let hello = gateway_hello(a.subscribe.as_deref());
         let source = sources[i % sources.len()];
         tokio::task::spawn_local(async move {
             let shared = task_shared;
             let opened = raw::open(&target, source, None).await;
             drop(permit);
             match opened {
-                Ok(o) => {
+                Ok(mut o) => {
+                    if let Some(h) = &hello {
+                        if o.stream.write_all(h).await.is_err() {
+                            shared.failed.set(shared.failed.get() + 1);
+                            return;
+                        }
+                    }
                     shared.open.set(shared.open.get() + 1);
-                    hold(o.stream, o.scanner, &scratch).await;
+                    hold(o.stream, o.scanner, &scratch, hello.is_some()).await;
                     shared.open.set(shared.open.get() - 1);
                     shared.dropped.set(shared.dropped.get() + 1);
                 }
@@ -136,15 +149,36 @@ pub async fn run(a: IdleArgs) -> Result<()> {
 }
 
 /// Holds one connection open: answers pings, returns when it ends.
-async fn hold(mut stream: tokio::net::TcpStream, mut scanner: Scanner, scratch: &Scratch) {
+/// The first frame of a gateway-mode connection: `connect`, then
+/// `subscribe` to `channel` (two JSON commands, one per line).
+fn gateway_hello(channel: Option<&str>) -> Option<bytes::Bytes> {
+    let channel = serde_json::to_string(channel?).ok()?;
+    let commands = format!(
+        "{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":{channel}}}}}"
+    );
+    Some(raw::client_frame(commands.as_bytes(), false, None))
+}
+
+/// Holds a connection: answers WebSocket pings, and in gateway mode every
+/// data message (the replies, then the server's `{}` pings) with `{}`.
+async fn hold(
+    mut stream: tokio::net::TcpStream,
+    mut scanner: Scanner,
+    scratch: &Scratch,
+    gateway: bool,
+) {
     let mut ctl = Controls::default();
+    let pong = raw::client_frame(b"{}", false, None);
     loop {
-        if scratch
-            .read_messages(&stream, &mut scanner, &mut ctl)
-            .await
-            .is_err()
-        {
+        let Ok(messages) = scratch.read_messages(&stream, &mut scanner, &mut ctl).await else {
             return;
+        };
+        if gateway {
+            for _ in 0..messages {
+                if stream.write_all(&pong).await.is_err() {
+                    return;
+                }
+            }
         }
         for p in ctl.pings.drain(..) {
             if stream

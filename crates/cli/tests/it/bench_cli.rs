@@ -158,6 +158,58 @@ fn idle_bench_holds_connections_from_several_sources() {
 }
 
 #[test]
+fn idle_bench_gateway_mode_connects_and_subscribes_every_connection() {
+    let (server, base) = wshub_serve_dev();
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut bench = wshub();
+    bench.args([
+        "bench",
+        "idle",
+        "--url",
+        &format!("ws://{addr}/connection/websocket"),
+        "--connections",
+        "30",
+        "--subscribe",
+        "idle",
+        "--hold",
+        "3",
+    ]);
+    let mut p = Proc::spawn("wshub bench idle --subscribe", bench);
+    // While held, the gateway counts 30 clients with one subscription each.
+    let metrics = |addr: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        last = metrics(&addr);
+        if last.contains("\nwshub_node_num_clients 30\n")
+            && last.contains("\nwshub_node_num_subscriptions 30\n")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        last.contains("\nwshub_node_num_subscriptions 30\n"),
+        "{last}\n{}",
+        server.diagnostics()
+    );
+    p.close_stdin();
+    let out = p.wait(Duration::from_secs(30));
+    let s: serde_json::Value = serde_json::from_str(out.stdout_str().trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?}"));
+    assert_eq!(s["opened"], 30, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+}
+
+#[test]
 fn fanout_bench_delivers_every_publication_to_every_subscriber() {
     let (server, base) = wshub_serve_dev();
     let base = base.trim_start_matches("http://").to_owned();
