@@ -190,6 +190,11 @@ impl ClientHandle {
     pub fn end_pending(&self, channel: &str, reply: Option<Bytes>, after: u64) -> bool {
         let mut out = self.lock();
         let held = out.pending.remove(channel).unwrap_or_default();
+        if out.pending.is_empty() {
+            // Give the table's memory back: most connections subscribe a
+            // few times at the start and then idle.
+            out.pending = HashMap::new();
+        }
         let mut ok = true;
         if let Some(r) = reply {
             ok &= self.push_locked(&mut out, r);

@@ -73,13 +73,53 @@ where
         // Subscriptions whose token expired end with 2501 after
         // `expired_sub_close_delay` unless a sub_refresh moved them.
         let sub_expire_at = session.next_sub_expiry().map(|d| Instant::now() + d);
+        // One timer for every deadline (the nearest one): each pending
+        // timer would otherwise sit in every idle connection's task.
+        let connected = session.is_connected();
+        let wake = [
+            sub_expire_at,
+            expire_at,
+            connected.then_some(next_ping),
+            pong_deadline,
+            (!connected).then_some(connect_deadline),
+            connected.then_some(next_presence),
+            shutdown_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + FAR);
         tokio::select! {
-            _ = sleep_until(sub_expire_at.unwrap_or(now + FAR)), if sub_expire_at.is_some() => {
-                session.expire_subscriptions().await;
-            }
-            _ = sleep_until(expire_at.unwrap_or(now + FAR)), if expire_at.is_some() => {
-                if session.expires_at().is_some_and(|exp| exp <= unix_now()) {
+            _ = sleep_until(wake) => {
+                let t = Instant::now();
+                if shutdown_at.is_some_and(|d| d <= t) {
+                    break Some(DisconnectCode::SHUTDOWN.to_disconnect());
+                }
+                if pong_deadline.is_some_and(|d| d <= t) {
+                    node.metrics().heartbeat_failures.fetch_add(1, Ordering::Relaxed);
+                    break Some(DisconnectCode::NO_PONG.to_disconnect());
+                }
+                if !connected && connect_deadline <= t {
+                    break Some(DisconnectCode::STALE.to_disconnect());
+                }
+                if expire_at.is_some_and(|d| d <= t)
+                    && session.expires_at().is_some_and(|exp| exp <= unix_now())
+                {
                     break Some(DisconnectCode::EXPIRED.to_disconnect());
+                }
+                if sub_expire_at.is_some_and(|d| d <= t) {
+                    Box::pin(session.expire_subscriptions()).await;
+                }
+                if connected && next_ping <= t {
+                    next_ping = Instant::now() + ping_every;
+                    handle.push(node.frame(encoding, Bytes::from_static(ping_frame(encoding))));
+                    if pong_deadline.is_none() && !pong_timeout.is_zero() {
+                        pong_deadline = Some(Instant::now() + pong_timeout);
+                    }
+                }
+                if connected && next_presence <= t {
+                    next_presence = Instant::now() + presence_every;
+                    Box::pin(session.refresh_presence()).await;
                 }
             }
             m = ws.recv() => {
@@ -103,7 +143,10 @@ where
                     Some(Ok(msg)) => msg,
                 };
                 node.metrics().count_received(encoding, msg.as_bytes().len());
-                if let Err(d) = session.handle_frame(msg.as_bytes()).await {
+                // Boxed, here and below: the command futures (token checks,
+                // broker calls) are large, and inline they would make every
+                // idle connection's task as large as the largest of them.
+                if let Err(d) = Box::pin(session.handle_frame(msg.as_bytes())).await {
                     break Some(d);
                 }
                 if session.take_pong() {
@@ -111,27 +154,6 @@ where
                 }
             }
             _ = handle.notified() => {}
-            _ = sleep_until(next_ping), if session.is_connected() => {
-                next_ping = Instant::now() + ping_every;
-                handle.push(node.frame(encoding, Bytes::from_static(ping_frame(encoding))));
-                if pong_deadline.is_none() && !pong_timeout.is_zero() {
-                    pong_deadline = Some(Instant::now() + pong_timeout);
-                }
-            }
-            _ = sleep_until(pong_deadline.unwrap_or(now + FAR)), if pong_deadline.is_some() => {
-                node.metrics().heartbeat_failures.fetch_add(1, Ordering::Relaxed);
-                break Some(DisconnectCode::NO_PONG.to_disconnect());
-            }
-            _ = sleep_until(connect_deadline), if !session.is_connected() => {
-                break Some(DisconnectCode::STALE.to_disconnect());
-            }
-            _ = sleep_until(next_presence), if session.is_connected() => {
-                next_presence = Instant::now() + presence_every;
-                session.refresh_presence().await;
-            }
-            _ = sleep_until(shutdown_at.unwrap_or(now + FAR)), if shutdown_at.is_some() => {
-                break Some(DisconnectCode::SHUTDOWN.to_disconnect());
-            }
             r = async { shutdown.wait_for(|s| *s).await.map(|_| ()) }, if shutdown_at.is_none() => {
                 if r.is_err() {
                     // The server is gone.
@@ -159,7 +181,7 @@ where
                 break;
             }
             for c in drained.controls {
-                if let Err(d) = session.handle_control(c).await {
+                if let Err(d) = Box::pin(session.handle_control(c)).await {
                     break 'outer Some(d);
                 }
             }
@@ -187,7 +209,7 @@ where
             tracing::info!(client = %session.client_id(), "slow consumer disconnected");
         }
     }
-    session.close(disconnect.as_ref()).await;
+    Box::pin(session.close(disconnect.as_ref())).await;
     if let Some(d) = disconnect {
         // Frames queued before a requested disconnect still go out, except
         // for a slow consumer (its queue was dropped).
