@@ -207,7 +207,11 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
     }
     match wshub_ws::upgrade(&mut req, &opts) {
         Ok((resp, fut)) => {
-            tokio::spawn(async move {
+            // Boxed before the task captures it: a captured value keeps its
+            // room in the task for the connection's whole life, and the
+            // upgrade future is only needed until the 101 went out.
+            let fut = Box::pin(fut);
+            let task = async move {
                 let _permit = permit;
                 let ws = match fut.await {
                     Ok(ws) => ws,
@@ -226,7 +230,8 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
                     Encoding::Json
                 };
                 crate::ws::serve(shared, ws, encoding).await;
-            });
+            };
+            tokio::spawn(task);
             resp.map(|b| b.map_err(|never| match never {}).boxed())
         }
         Err(resp) => resp.map(|b| b.map_err(|never| match never {}).boxed()),
