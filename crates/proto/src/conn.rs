@@ -399,6 +399,54 @@ impl Connection {
         }
     }
 
+    /// The receive buffer, if the connection is idle enough to give it up
+    /// (no bytes pending, no frame in progress) and has one: like
+    /// [`shrink_idle`](Self::shrink_idle), but the buffer (empty, with its
+    /// capacity) goes to the caller, so that a transport can reuse it for
+    /// the next read of any connection (a per-thread pool, say) instead of
+    /// freeing it and allocating anew.
+    pub fn take_idle_recv_buffer(&mut self) -> Option<BytesMut> {
+        if self.rx.is_empty() && self.frame.is_none() && self.rx.capacity() > 0 {
+            Some(std::mem::take(&mut self.rx))
+        } else {
+            None
+        }
+    }
+
+    /// The buffer outgoing frames are encoded into, if nothing is queued
+    /// and it has one (see [`take_idle_recv_buffer`](Self::take_idle_recv_buffer)
+    /// and [`set_send_buffer`](Self::set_send_buffer)); also frees the
+    /// compression scratch space when no message is being received.
+    pub fn take_idle_send_buffer(&mut self) -> Option<BytesMut> {
+        if self.msg.is_none() && self.scratch.capacity() > 0 {
+            self.scratch = Vec::new();
+        }
+        if self.out.is_empty() && self.out.tail.capacity() > 0 {
+            Some(std::mem::take(&mut self.out.tail))
+        } else {
+            None
+        }
+    }
+
+    /// Whether the connection has no buffer to encode outgoing frames into
+    /// (it was released while idle); see
+    /// [`set_send_buffer`](Self::set_send_buffer).
+    pub fn needs_send_buffer(&self) -> bool {
+        self.out.tail.capacity() == 0
+    }
+
+    /// Gives the connection an empty buffer to encode outgoing frames into
+    /// (one that [`take_idle_send_buffer`](Self::take_idle_send_buffer) or
+    /// [`take_idle_recv_buffer`](Self::take_idle_recv_buffer) released),
+    /// so the next send does not allocate. Ignored (the buffer is dropped)
+    /// if the connection already has one.
+    pub fn set_send_buffer(&mut self, mut buf: BytesMut) {
+        if self.needs_send_buffer() && self.out.tail.is_empty() {
+            buf.clear();
+            self.out.tail = buf;
+        }
+    }
+
     /// How many more bytes the frame being received needs (its header or
     /// the rest of its payload), to size the next read; 0 when unknown.
     pub fn bytes_needed(&self) -> usize {
@@ -421,7 +469,18 @@ impl Connection {
     /// `Ok(None)`: more input is needed. `Err(e)`: the connection failed; a
     /// close frame with `e.close_code()` is queued where the RFC wants one,
     /// and the state is [`State::Closed`]. Each error is returned once.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        // Fast path: nothing buffered and nothing to report. A frame in
+        // progress cannot complete without bytes (a zero-length frame
+        // completes in the call that parsed its header).
+        if self.rx.is_empty() && self.pending_error.is_none() {
+            return Ok(None);
+        }
+        self.poll_event_slow()
+    }
+
+    fn poll_event_slow(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
@@ -455,9 +514,17 @@ impl Connection {
                 return Ok(None);
             }
             let f = self.frame.take().expect("frame in progress");
-            let payload = self.rx.split_to(f.len);
             self.alive = true;
-            if let Some(ev) = self.on_frame(f, payload)? {
+            // The payload is the first `f.len` bytes of the buffer. Work on
+            // the buffer out of `self` (no split: a split turns the buffer
+            // into a shared block that cannot be reused); `on_frame`
+            // consumes exactly the payload from it.
+            let mut rx = std::mem::take(&mut self.rx);
+            let r = self.on_frame(f, &mut rx);
+            if self.state != State::Closed {
+                self.rx = rx;
+            }
+            if let Some(ev) = r? {
                 return Ok(Some(ev));
             }
         }
@@ -556,18 +623,29 @@ impl Connection {
         }
     }
 
-    fn on_frame(&mut self, f: InFrame, payload: BytesMut) -> Result<Option<Event>, Error> {
+    /// Handles a complete frame whose payload is the first `f.len` bytes of
+    /// `rx`, and consumes them.
+    fn on_frame(&mut self, f: InFrame, rx: &mut BytesMut) -> Result<Option<Event>, Error> {
         match f.opcode {
             OpCode::Ping => {
-                let payload = payload.freeze();
+                let payload = Bytes::copy_from_slice(&rx[..f.len]);
+                rx.advance(f.len);
                 if self.config.auto_pong && self.state == State::Open {
                     self.queue_control(OpCode::Pong, &payload);
                 }
                 Ok(Some(Event::Ping(payload)))
             }
-            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
-            OpCode::Close => self.on_close(&payload).map(Some),
-            _ => self.on_data(f, payload),
+            OpCode::Pong => {
+                let payload = Bytes::copy_from_slice(&rx[..f.len]);
+                rx.advance(f.len);
+                Ok(Some(Event::Pong(payload)))
+            }
+            OpCode::Close => {
+                let r = self.on_close(&rx[..f.len]).map(Some);
+                rx.advance(f.len);
+                r
+            }
+            _ => self.on_data(f, rx),
         }
     }
 
@@ -596,10 +674,45 @@ impl Connection {
         Ok(Event::Close { code, reason })
     }
 
-    fn on_data(&mut self, f: InFrame, payload: BytesMut) -> Result<Option<Event>, Error> {
-        let limit = self.config.limits.max_message_size;
+    /// Handles a data frame whose payload is the first `f.len` bytes of
+    /// `rx`, and consumes them.
+    fn on_data(&mut self, f: InFrame, rx: &mut BytesMut) -> Result<Option<Event>, Error> {
         let m = self.msg.as_mut().expect("data frame inside a message");
         m.frames += 1;
+        if f.fin && m.frames == 1 && !m.compressed {
+            // A whole message in one frame: small payloads are copied out
+            // (the buffer stays reusable), large ones shared with it.
+            let data = if f.len < COPY_LIMIT {
+                let b = Bytes::copy_from_slice(&rx[..f.len]);
+                rx.advance(f.len);
+                b
+            } else {
+                rx.split_to(f.len).freeze()
+            };
+            let text = m.text;
+            self.msg = None;
+            return self.message(text, data);
+        }
+        let r = self.on_fragment(f, &rx[..f.len]);
+        rx.advance(f.len);
+        r
+    }
+
+    fn message(&mut self, text: bool, data: Bytes) -> Result<Option<Event>, Error> {
+        if text {
+            if self.utf8.finish().is_err() {
+                return self.fail(Error::InvalidUtf8);
+            }
+            Ok(Some(Event::Message(Message::Text(Utf8Bytes(data)))))
+        } else {
+            Ok(Some(Event::Message(Message::Binary(data))))
+        }
+    }
+
+    /// A compressed frame or one fragment of a message.
+    fn on_fragment(&mut self, f: InFrame, payload: &[u8]) -> Result<Option<Event>, Error> {
+        let limit = self.config.limits.max_message_size;
+        let m = self.msg.as_mut().expect("data frame inside a message");
         if m.compressed {
             let before = m.buf.len();
             let d = self
@@ -619,7 +732,7 @@ impl Connection {
                 };
                 Inflater::new(bits, nct)
             });
-            let mut r = inflater.decompress(&payload, &mut m.buf, limit);
+            let mut r = inflater.decompress(payload, &mut m.buf, limit);
             if r.is_ok() && f.fin {
                 r = inflater.decompress(&TAIL, &mut m.buf, limit);
                 inflater.end_message();
@@ -633,26 +746,14 @@ impl Connection {
             if m.text && self.utf8.feed(&m.buf[before..]).is_err() {
                 return self.fail(Error::InvalidUtf8);
             }
-        } else if !(f.fin && m.frames == 1) {
-            m.buf.extend_from_slice(&payload);
+        } else {
+            m.buf.extend_from_slice(payload);
         }
         if !f.fin {
             return Ok(None);
         }
         let m = self.msg.take().expect("message");
-        let data = if m.frames == 1 && !m.compressed {
-            payload.freeze()
-        } else {
-            Bytes::from(m.buf)
-        };
-        if m.text {
-            if self.utf8.finish().is_err() {
-                return self.fail(Error::InvalidUtf8);
-            }
-            Ok(Some(Event::Message(Message::Text(Utf8Bytes(data)))))
-        } else {
-            Ok(Some(Event::Message(Message::Binary(data))))
-        }
+        self.message(m.text, Bytes::from(m.buf))
     }
 
     /// Fails the connection: queue a close frame (if none was sent and the
@@ -868,6 +969,14 @@ impl Connection {
         self.out.chunks_vectored(dst)
     }
 
+    /// How many contiguous runs the queued bytes form (the slices
+    /// [`transmit_vectored`](Self::transmit_vectored) would fill, were
+    /// there room); 1 means [`transmit_chunk`](Self::transmit_chunk)
+    /// holds all of them.
+    pub fn transmit_chunks(&self) -> usize {
+        self.out.chunk_count()
+    }
+
     /// The first contiguous run of queued bytes.
     pub fn transmit_chunk(&self) -> &[u8] {
         self.out.first_chunk()
@@ -938,7 +1047,12 @@ impl Connection {
 
     /// When [`handle_timeout`](Self::handle_timeout) next needs calling, if
     /// a timer is armed.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.next_ping.is_none() && self.pong_deadline.is_none() && self.close_deadline.is_none()
+        {
+            return None;
+        }
         [self.next_ping, self.pong_deadline, self.close_deadline]
             .into_iter()
             .flatten()

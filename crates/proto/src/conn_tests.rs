@@ -648,3 +648,75 @@ fn every_ping_gets_its_own_pong_in_order() {
     assert_eq!(events(&mut c).unwrap().len(), 10);
     assert_eq!(out(&mut c), expect);
 }
+
+#[test]
+fn idle_buffers_are_handed_out_reusable() {
+    let mut c = server();
+    c.recv_buffer().reserve(8192);
+    let cap = c.recv_buffer().capacity();
+    c.recv_buffer()
+        .extend_from_slice(&cf(true, false, OpCode::Text, b"hello"));
+    let msg = c.poll_event().unwrap();
+    assert_eq!(
+        msg,
+        Some(Event::Message(Message::Text(Utf8Bytes::from("hello"))))
+    );
+    c.send_text("hi").unwrap();
+    assert_eq!(c.transmit_chunks(), 1);
+    assert_eq!(out(&mut c), b"\x81\x02hi");
+    let tx = c.take_idle_send_buffer().expect("send buffer");
+    let mut rx = c.take_idle_recv_buffer().expect("receive buffer");
+    assert_eq!(c.recv_buffer().capacity(), 0);
+    assert!(c.needs_send_buffer());
+    assert!(c.take_idle_send_buffer().is_none());
+    assert!(c.take_idle_recv_buffer().is_none());
+    // The small payload was copied out: while the message is alive, the
+    // receive buffer can be reused whole without allocating.
+    assert!(rx.is_empty());
+    assert!(rx.try_reclaim(cap) && rx.capacity() >= cap);
+    drop(msg);
+    // A lent send buffer is used as is.
+    let tx_cap = tx.capacity();
+    c.set_send_buffer(tx);
+    assert!(!c.needs_send_buffer());
+    c.send_binary(b"ab").unwrap();
+    // Not while bytes are queued.
+    assert!(c.take_idle_send_buffer().is_none());
+    assert_eq!(out(&mut c), b"\x82\x02ab");
+    let tx = c.take_idle_send_buffer().expect("send buffer");
+    assert_eq!(tx.capacity(), tx_cap);
+    // A frame in progress keeps the receive buffer.
+    let f = cf(true, false, OpCode::Binary, &[7; 300]);
+    c.receive_data(&f[..50]);
+    assert_eq!(c.poll_event(), Ok(None));
+    assert!(c.take_idle_recv_buffer().is_none());
+    c.receive_data(&f[50..]);
+    assert!(matches!(
+        c.poll_event(),
+        Ok(Some(Event::Message(Message::Binary(b)))) if b[..] == [7; 300][..]
+    ));
+}
+
+#[test]
+fn large_payloads_and_control_frames_in_one_batch() {
+    // A payload over the copy limit is shared with the receive buffer; the
+    // frames around it still parse from the same buffer.
+    let mut c = server();
+    let mut batch = cf(true, false, OpCode::Ping, b"p");
+    batch.extend(cf(true, false, OpCode::Binary, &[5; 3000]));
+    batch.extend(cf(true, false, OpCode::Text, b"tail"));
+    c.receive_data(&batch);
+    let ev = events(&mut c).unwrap();
+    assert_eq!(ev.len(), 3);
+    assert_eq!(ev[0], Event::Ping(Bytes::from_static(b"p")));
+    assert_eq!(
+        ev[1],
+        Event::Message(Message::Binary(Bytes::from(vec![5; 3000])))
+    );
+    assert_eq!(
+        ev[2],
+        Event::Message(Message::Text(Utf8Bytes::from("tail")))
+    );
+    assert_eq!(c.buffered_in(), 0);
+    assert_eq!(out(&mut c), b"\x8a\x01p");
+}

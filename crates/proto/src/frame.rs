@@ -163,6 +163,8 @@ pub fn write_frame(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) {
+    // One reservation for the whole frame (the header's is then a no-op).
+    out.reserve(14 + payload.len());
     write_header(out, fin, rsv1, opcode, mask, payload.len());
     let start = out.len();
     out.extend_from_slice(payload);

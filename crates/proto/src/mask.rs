@@ -9,23 +9,34 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    if buf.len() < 16 {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b ^= key[i & 3];
-        }
-        return;
-    }
     let k32 = u32::from_ne_bytes(key);
-    let k128 = u128::from_ne_bytes(bytemuck_u32x4(k32));
+    // Both halves equal, so the byte order of the wide words is the key's.
+    let k64 = u64::from(k32) | (u64::from(k32) << 32);
     let mut chunks = buf.chunks_exact_mut(16);
-    for c in &mut chunks {
-        let arr: &mut [u8; 16] = c.try_into().expect("16-byte chunk");
-        let v = u128::from_ne_bytes(*arr) ^ k128;
-        *arr = v.to_ne_bytes();
+    if chunks.len() > 0 {
+        let k128 = u128::from(k64) | (u128::from(k64) << 64);
+        for c in &mut chunks {
+            let arr: &mut [u8; 16] = c.try_into().expect("16-byte chunk");
+            *arr = (u128::from_ne_bytes(*arr) ^ k128).to_ne_bytes();
+        }
     }
-    // The chunks consumed a multiple of 4 bytes, so the key phase is intact.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
+    // Every step consumes a multiple of 4 bytes, so the key phase is
+    // intact for the next.
+    let mut rest = chunks.into_remainder();
+    if rest.len() >= 8 {
+        let (c, r) = rest.split_at_mut(8);
+        let arr: &mut [u8; 8] = c.try_into().expect("8 bytes");
+        *arr = (u64::from_ne_bytes(*arr) ^ k64).to_ne_bytes();
+        rest = r;
+    }
+    if rest.len() >= 4 {
+        let (c, r) = rest.split_at_mut(4);
+        let arr: &mut [u8; 4] = c.try_into().expect("4 bytes");
+        *arr = (u32::from_ne_bytes(*arr) ^ k32).to_ne_bytes();
+        rest = r;
+    }
+    for (b, k) in rest.iter_mut().zip(key) {
+        *b ^= k;
     }
 }
 
@@ -33,16 +44,6 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
     let s = offset & 3;
     [key[s], key[(s + 1) & 3], key[(s + 2) & 3], key[(s + 3) & 3]]
-}
-
-#[inline]
-fn bytemuck_u32x4(k: u32) -> [u8; 16] {
-    let b = k.to_ne_bytes();
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = b[i & 3];
-    }
-    out
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ impl OutQueue {
         n
     }
 
+    /// How many slices hold the queued bytes.
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks.len() + usize::from(!self.tail.is_empty())
+    }
+
     /// The first contiguous run of queued bytes.
     pub(crate) fn first_chunk(&self) -> &[u8] {
         match self.chunks.front() {

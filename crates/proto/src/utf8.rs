@@ -29,6 +29,11 @@ impl Utf8Validator {
     /// Feeds the next piece. Fails as soon as the bytes seen so far cannot
     /// be the prefix of any valid UTF-8 string.
     pub fn feed(&mut self, mut input: &[u8]) -> Result<(), Invalid> {
+        if self.pending_len == 0 && input.len() < 64 && input.is_ascii() {
+            // Short ASCII pieces (most chat-sized text): a word-at-a-time
+            // check is cheaper than setting up the SIMD validator.
+            return Ok(());
+        }
         if self.pending_len > 0 {
             // Complete the split code point one byte at a time (at most 3).
             while self.pending_len > 0 {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use wshub_proto::{CloseCode, Connection, DeflateParams, Event, Message, Role, State};
@@ -26,6 +26,68 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_CHUNK_MAX: usize = 256 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Slices of the small array tried first (a frame header and its payload,
+/// a few frames).
+const SMALL_IOV: usize = 8;
+
+/// Buffers that idle connections released, for the next read or send of
+/// any connection on the same thread. Releasing every buffer when a read
+/// finds nothing keeps an idle connection free of them; with one message
+/// in flight that happens after every message, so the buffers go round
+/// here instead of through the allocator (whose large-chunk path costs
+/// more than the rest of an echo).
+mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Buffers kept per thread: enough for the connections that are busy
+    /// at one moment on one thread (at most this many × `MAX_CAP` bytes).
+    const MAX_BUFFERS: usize = 16;
+    /// Least room a buffer must offer, without allocating, to be worth
+    /// keeping (half the usual read reservation: a read reserves more only
+    /// below that).
+    const MIN_ROOM: usize = super::READ_CHUNK / 2;
+    /// Larger buffers (left by big frames) go back to the allocator.
+    const MAX_CAP: usize = 64 * 1024;
+
+    thread_local! {
+        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer with room for at least `MIN_ROOM` bytes, if one is
+    /// pooled.
+    pub(super) fn get() -> Option<BytesMut> {
+        POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten()
+    }
+
+    /// Keeps `buf` for reuse if it is worth it: `MIN_ROOM..=MAX_CAP` bytes
+    /// usable without allocating (a buffer still shared with a payload the
+    /// application holds offers less), and the pool is not full. `reset`:
+    /// move the start of the emptied buffer back to the start of its
+    /// allocation (no copy: it is empty), so that the next read has all of
+    /// it and a large frame arrives whole instead of growing (copying) a
+    /// partial one; it does nothing to a buffer still shared. Without it,
+    /// only a buffer whose room ran low is reset.
+    pub(super) fn put(mut buf: BytesMut, reset: bool) {
+        buf.clear();
+        let room = buf.capacity();
+        if reset || room < MIN_ROOM {
+            // Asking for one byte more than the room shown reclaims the
+            // consumed front, if any.
+            let _ = buf.try_reclaim(room + 1);
+        }
+        if buf.capacity() < MIN_ROOM || buf.capacity() > MAX_CAP {
+            return;
+        }
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < MAX_BUFFERS {
+                p.push(buf);
+            }
+        });
+    }
+}
 
 /// The clock, read once per batch of work. Tokio's clock, so that paused
 /// test time and our timers agree; in a normal build it is the OS clock.
@@ -102,6 +164,9 @@ pub(crate) struct Core<S> {
     /// Messages read while `close` drove the connection, for `recv`.
     inbox: VecDeque<Message>,
     inbox_bytes: usize,
+    /// The receive buffer was larger than the usual read reservation (a
+    /// large frame came): reset it when it goes back to the pool.
+    rx_large: bool,
 }
 
 impl<S> Core<S> {
@@ -135,6 +200,7 @@ impl<S> Core<S> {
             close_info: None,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
+            rx_large: false,
         }
     }
 
@@ -222,7 +288,27 @@ impl<S> Core<S> {
         self.timer = None;
         self.timer_at = None;
         self.linger_until = None;
-        self.conn.shrink_idle();
+        self.release_idle_buffers();
+    }
+
+    /// Hands the buffers an idle connection does not need to the pool.
+    fn release_idle_buffers(&mut self) {
+        if let Some(b) = self.conn.take_idle_send_buffer() {
+            pool::put(b, false);
+        }
+        if let Some(b) = self.conn.take_idle_recv_buffer() {
+            pool::put(b, std::mem::take(&mut self.rx_large));
+        }
+    }
+
+    /// Lends the connection a pooled buffer to encode into, if it released
+    /// its own (or a new one of the pooled size, which then joins the pool
+    /// when the connection goes idle).
+    fn lend_send_buffer(&mut self) {
+        if self.conn.needs_send_buffer() {
+            let b = pool::get().unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK));
+            self.conn.set_send_buffer(b);
+        }
     }
 
     fn on_peer_close(&mut self, code: Option<CloseCode>, reason: String) {
@@ -276,16 +362,19 @@ impl<S> Core<S> {
 
     pub(crate) fn feed(&mut self, msg: Message) -> Result<(), WsError> {
         self.check_room(msg.len())?;
+        self.lend_send_buffer();
         Ok(self.conn.send(msg)?)
     }
 
     pub(crate) fn feed_text(&mut self, s: &str) -> Result<(), WsError> {
         self.check_room(s.len())?;
+        self.lend_send_buffer();
         Ok(self.conn.send_text(s)?)
     }
 
     pub(crate) fn feed_binary(&mut self, b: &[u8]) -> Result<(), WsError> {
         self.check_room(b.len())?;
+        self.lend_send_buffer();
         Ok(self.conn.send_binary(b)?)
     }
 
@@ -310,14 +399,39 @@ impl<S> Core<S> {
     }
 }
 
+/// One vectored write of the queued bytes, with up to `N` slices.
+fn write_vectored<S: AsyncWrite + Unpin, const N: usize>(
+    stream: &mut S,
+    conn: &Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut iov = [IoSlice::new(&[]); N];
+    let n = conn.transmit_vectored(&mut iov);
+    Pin::new(stream).poll_write_vectored(cx, &iov[..n])
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// Writes everything queued: one vectored write per loop turn, looping
     /// on partial writes, then flushes the stream (TLS buffers records).
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.conn.transmit_vectored(&mut iov);
-            let written = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, &iov[..n]))?;
+            let chunks = self.conn.transmit_chunks();
+            let written = if chunks == 1 {
+                let chunk = self.conn.transmit_chunk();
+                ready!(Pin::new(&mut self.stream).poll_write(cx, chunk))?
+            } else if chunks <= SMALL_IOV {
+                ready!(write_vectored::<S, SMALL_IOV>(
+                    &mut self.stream,
+                    &self.conn,
+                    cx
+                ))?
+            } else {
+                ready!(write_vectored::<S, MAX_IOV>(
+                    &mut self.stream,
+                    &self.conn,
+                    cx
+                ))?
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -329,6 +443,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// Reads what the socket has straight into the core's receive buffer.
     fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let buf = self.conn.recv_buffer();
+        if buf.capacity() == 0 {
+            if let Some(b) = pool::get() {
+                *buf = b;
+            }
+        }
         // A frame in progress is at least as large again as what is
         // buffered: grow the reservation geometrically (fewer reads).
         let want = buf
@@ -338,6 +457,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
         if buf.capacity() - buf.len() < want / 2 {
             buf.reserve(want);
         }
+        self.rx_large |= buf.capacity() > READ_CHUNK;
         let read = std::pin::pin!(self.stream.read_buf(buf));
         read.poll(cx)
     }
@@ -428,8 +548,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
                 Poll::Ready(Err(e)) => self.fail_io(&e),
                 Poll::Pending => {
                     if self.conn.buffered_in() == 0 {
-                        // Idle: hold no read buffer.
-                        self.conn.shrink_idle();
+                        // Idle: hold no buffers (they go to the pool).
+                        self.release_idle_buffers();
                     }
                     if self.poll_timer(cx).is_ready() {
                         continue;
