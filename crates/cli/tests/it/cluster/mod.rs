@@ -533,7 +533,7 @@ impl Nginx {
         std::fs::write(dir.join("wshub.conf"), conf).expect("write");
         let d = dir.display();
         let main = format!(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
              proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
@@ -544,6 +544,8 @@ impl Nginx {
             .into_iter()
             .find(|p| Command::new(p).arg("-v").output().is_ok())
             .expect("nginx is not installed (apt-get install nginx-light)");
+        // One process (no master/worker split): when the guard kills it,
+        // no orphaned worker keeps the port.
         let mut cmd = Command::new(nginx);
         cmd.arg("-p")
             .arg(&dir)
