@@ -176,19 +176,16 @@ fn idle_bench_gateway_mode_connects_and_subscribes_every_connection() {
     ]);
     let mut p = Proc::spawn("wshub bench idle --subscribe", bench);
     // While held, the gateway counts 30 clients with one subscription each.
-    let metrics = |addr: &str| -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+    let sock: std::net::SocketAddr = addr.parse().expect("address");
+    let metrics = |sock| {
+        crate::cluster::http(sock, "GET", "/metrics", "")
+            .expect("metrics")
+            .1
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     let mut last = String::new();
     while std::time::Instant::now() < deadline {
-        last = metrics(&addr);
+        last = metrics(sock);
         if last.contains("\nwshub_node_num_clients 30\n")
             && last.contains("\nwshub_node_num_subscriptions 30\n")
         {

@@ -17,13 +17,6 @@ fn ready(addr: std::net::SocketAddr) -> u16 {
     http(addr, "GET", "/ready", "").map_or(0, |(s, _)| s)
 }
 
-fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let (_, m) = http(addr, "GET", "/metrics", "").expect("metrics");
-    m.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in metrics"))
-}
-
 /// Two recording subscribers per node, a publisher round-robin over the
 /// nodes' APIs; `outage` breaks the backend and repairs it. Returns the
 /// recorders and what was acknowledged.

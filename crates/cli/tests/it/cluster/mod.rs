@@ -341,6 +341,14 @@ pub fn http(
     Ok((status, body))
 }
 
+/// The value of the unlabeled metric `name` in the node's `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (_, m) = http(addr, "GET", "/metrics", "").expect("metrics");
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in metrics"))
+}
+
 /// Calls the server API of the node at `addr`; panics unless it answers
 /// 200 with a JSON result.
 pub fn api(addr: SocketAddr, method: &str, body: Value) -> Value {

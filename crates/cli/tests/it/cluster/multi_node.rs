@@ -256,13 +256,7 @@ fn fanout_bench_spreads_subscribers_over_the_nodes() {
     let delivered: Vec<u64> = c
         .nodes
         .iter()
-        .map(|n| {
-            let (_, m) = http(n.addr, "GET", "/metrics", "").unwrap();
-            m.lines()
-                .find_map(|l| l.strip_prefix("wshub_node_deliveries_total "))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        })
+        .map(|n| metric(n.addr, "wshub_node_deliveries_total"))
         .collect();
     assert!(delivered[0] > 0 && delivered[1] > 0, "{delivered:?}");
     assert_eq!(delivered[2], 0, "{delivered:?}");
