@@ -23,9 +23,14 @@ async function open(name) {
   const page = await (await browser.newContext()).newPage();
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
   await page.goto(`${base}/chat.html`);
+  // Before joining nothing connects: the badge must not say "disconnected".
+  const before = await page.$eval("#status", (el) => [el.className, el.textContent]);
+  if (before[0].includes("disconnected") || /disconnected/.test(before[1])) {
+    failures.push(`${name}: badge before joining reads ${JSON.stringify(before)}`);
+  }
   await page.fill("#name", name);
   await page.click("#join");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("connected"), null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent === "connected", null, { timeout: 20000 });
   return page;
 }
 
@@ -58,6 +63,20 @@ async function apiPublish(text) {
 try {
   const alice = await open("alice");
   const bob = await open("bob");
+  // Each page lists the other by the name chosen at join, before anyone spoke.
+  for (const [page, who, other] of [[alice, "alice", "bob"], [bob, "bob", "alice"]]) {
+    try {
+      await page.waitForFunction(
+        (n) => [...document.querySelectorAll("#presence li")].some((li) => li.textContent === n),
+        other,
+        { timeout: 20000 },
+      );
+    } catch {
+      const names = await page.$$eval("#presence li", (lis) => lis.map((li) => li.textContent));
+      failures.push(`${who}'s presence list does not name ${other} before a message: ${JSON.stringify(names)}`);
+    }
+  }
+  await waitForMessage(alice, "bob joined", "alice sees bob join");
   await say(alice, "hello from alice");
   await waitForMessage(bob, "hello from alice", "bob receives alice's message");
   await say(bob, "hi alice");
