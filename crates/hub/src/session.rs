@@ -177,19 +177,12 @@ impl Session {
         }
     }
 
+    /// Queues a reply. On overflow the handle is marked slow (3008) and
+    /// the transport ends the session; [`Session::close`] counts it.
     fn queue(&self, reply: &Reply) {
         if let Some(f) = self.enqueue(reply) {
-            if !self.handle.push(f) {
-                self.count_slow();
-            }
+            self.handle.push(f);
         }
-    }
-
-    fn count_slow(&self) {
-        self.node
-            .metrics()
-            .slow_disconnects
-            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn info(&self, chan_info: Option<Bytes>) -> broker::ClientInfo {
@@ -451,9 +444,7 @@ impl Session {
         };
         self.queue(&reply);
         for (channel, top) in after {
-            if !self.handle.end_pending(&channel, None, top) {
-                self.count_slow();
-            }
+            self.handle.end_pending(&channel, None, top);
         }
         Ok(None)
     }
@@ -670,9 +661,7 @@ impl Session {
                     ..Default::default()
                 };
                 let frame = self.enqueue(&reply);
-                if !self.handle.end_pending(&channel, frame, top) {
-                    self.count_slow();
-                }
+                self.handle.end_pending(&channel, frame, top);
                 Ok(None)
             }
             Err(code) => {
@@ -946,9 +935,7 @@ impl Session {
                             frames.extend(self.enqueue(&Reply::from_push(push)));
                         }
                         let frame = (!frames.is_empty()).then(|| frames.freeze());
-                        if !self.handle.end_pending(&channel, frame, top) {
-                            self.count_slow();
-                        }
+                        self.handle.end_pending(&channel, frame, top);
                     }
                     Err(_) => {
                         self.handle.end_pending(&channel, None, 0);
@@ -1032,6 +1019,14 @@ impl Session {
         }
         if was_connected {
             self.node.hub().remove_user(&self.user, self.handle.id());
+        }
+        if self.handle.is_slow() {
+            // Counted here, once per client, whichever push overflowed its
+            // queue (a fan-out, a reply, an action from the node).
+            self.node
+                .metrics()
+                .slow_disconnects
+                .fetch_add(1, Ordering::Relaxed);
         }
         let label = match reason {
             Some(d) => format!("code=\"{}\"", d.code),
