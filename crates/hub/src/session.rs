@@ -601,6 +601,18 @@ impl Session {
         if limit > 0 && self.subs.len() >= limit {
             return err(id, ErrorCode::LIMIT_EXCEEDED);
         }
+        if s.tf.is_some() {
+            // A tags filter needs `allow_tags_filter`, which wshub does not
+            // implement (validation refuses the key): like Centrifugo in a
+            // namespace without it, 107 bad request, never a subscription
+            // that delivers what the filter would drop.
+            tracing::debug!(client = %self.client_id(), %channel, "tags filter refused");
+            return err(id, ErrorCode::BAD_REQUEST);
+        }
+        // `delta` (fossil) is not negotiated: as Centrifugo does when the
+        // namespace's `allowed_delta_types` does not have it, the
+        // subscription goes on with `delta: false` in the reply and full
+        // publications.
         let opts = resolved.options.clone();
         let mut chan_info = None;
         let mut sub_exp = None;
