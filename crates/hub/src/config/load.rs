@@ -633,6 +633,8 @@ const IGNORED_KNOWN: &[&str] = &[
     "websocket.use_write_buffer_pool",
     // Every endpoint is on the one external port already.
     "http_api.external",
+    // The binary's `--log` flag and `RUST_LOG` set the log filter.
+    "log.level",
 ];
 
 /// Warns about every [`IGNORED_KNOWN`] key the input sets to a value other

@@ -251,9 +251,12 @@ impl TlsConfig {
 #[serde(default)]
 #[non_exhaustive]
 pub struct LogConfig {
-    /// `level`: `trace`, `debug`, `info` (default), `warn`, `error`, `fatal` or `none`.
+    /// `level`: `trace`, `debug`, `info` (default), `warn`, `error`, `fatal`
+    /// or `none`. Checked but not applied (`wshub --log` and `RUST_LOG` set
+    /// the filter); a warning when set.
     pub level: String,
-    /// `file`: log to this file instead of stdout.
+    /// `file`: log to this file instead of stdout. Not implemented by wshub
+    /// (validation refuses a non-empty value).
     pub file: String,
 }
 

@@ -39,9 +39,14 @@ fn same_content_in_three_formats_gives_the_same_config() {
     let j = load(JSON, Format::Json);
     let y = load(YAML, Format::Yaml);
     let t = load(TOML, Format::Toml);
-    assert!(j.warnings.is_empty(), "{:?}", j.warnings);
-    assert!(y.warnings.is_empty(), "{:?}", y.warnings);
-    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    // `log.level` is read but not applied (`--log` / `RUST_LOG` are).
+    let level_only = [ConfigWarning {
+        kind: WarningKind::Unsupported,
+        path: "log.level".into(),
+    }];
+    assert_eq!(j.warnings, level_only);
+    assert_eq!(y.warnings, level_only);
+    assert_eq!(t.warnings, level_only);
     assert_eq!(j.config, y.config);
     assert_eq!(j.config, t.config);
 
@@ -311,6 +316,7 @@ fn environment_overrides_the_file() {
     let unknown: Vec<_> = loaded
         .warnings
         .iter()
+        .filter(|w| w.path != "log.level")
         .map(|w| (w.kind, w.path.as_str()))
         .collect();
     assert_eq!(
@@ -540,7 +546,8 @@ fn serialized_config_loads_back_unchanged() {
     let text = serde_json::to_string_pretty(&j).unwrap();
     let back = load(&text, Format::Json);
     assert_eq!(back.config, j);
-    assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+    let w: Vec<&str> = back.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(w, ["log.level"], "the file's level, read but not applied");
 }
 
 #[test]
@@ -889,6 +896,7 @@ fn accepted_keys_that_wshub_does_not_act_on_are_refused() {
                 "tls": {"enabled": true, "cert_pem": "c", "key_pem": "k", "client_ca_pem": "ca"},
             },
             "prometheus": {"instrument_http_handlers": true},
+            "log": {"file": "/var/log/wshub.log"},
         })),
         [
             "client.subscribe_to_user_personal_channel.single_connection",
@@ -898,6 +906,7 @@ fn accepted_keys_that_wshub_does_not_act_on_are_refused() {
             "http_server.internal_tls.enabled",
             "http_server.tls.client_ca_pem",
             "http_server.tls_external",
+            "log.file",
             "prometheus.instrument_http_handlers",
         ]
     );
@@ -937,6 +946,7 @@ fn tuning_keys_wshub_does_not_apply_are_warnings() {
             "read_buffer_size": 4096, "write_buffer_size": 4096, "use_write_buffer_pool": true,
         },
         "http_api": {"external": true},
+        "log": {"level": "debug"},
     }))
     .unwrap();
     let got: Vec<(WarningKind, &str)> = loaded
@@ -956,6 +966,7 @@ fn tuning_keys_wshub_does_not_apply_are_warnings() {
             (Unsupported, "websocket.write_buffer_size"),
             (Unsupported, "websocket.use_write_buffer_pool"),
             (Unsupported, "http_api.external"),
+            (Unsupported, "log.level"),
         ]
     );
     assert!(Loader::new().load_defaults().unwrap().warnings.is_empty());

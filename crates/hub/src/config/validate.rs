@@ -86,6 +86,13 @@ impl Config {
             );
         }
 
+        if !self.log.file.is_empty() {
+            e.push(
+                "log.file",
+                unimplemented("logging to a file", "wshub logs to stderr; redirect it"),
+            );
+        }
+
         // Engine and broker.
         if !["memory", "redis"].contains(&self.engine.kind.as_str()) {
             e.push(
