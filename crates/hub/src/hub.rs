@@ -60,7 +60,12 @@ pub enum Control {
 #[derive(Default)]
 struct Outbound {
     frames: VecDeque<Bytes>,
-    bytes: usize,
+    /// Bytes counted against the limit: the frames queued, the pushes held
+    /// back in `pending`, and the controls waiting for the session.
+    queued: usize,
+    /// Bytes the transport took (drained) that the socket has not accepted
+    /// yet; see [`ClientHandle::set_in_flight`].
+    in_flight: usize,
     /// Channels being subscribed: their pushes wait here until the
     /// subscribe reply is queued (offset, frame).
     pending: HashMap<String, Vec<(u64, Bytes)>>,
@@ -68,11 +73,39 @@ struct Outbound {
     disconnect: Option<Disconnect>,
 }
 
+/// What a queued [`Control`] counts against the queue limit: its variable
+/// parts plus a fixed overhead for the value itself.
+fn control_cost(c: &Control) -> usize {
+    const FIXED: usize = 64;
+    FIXED
+        + match c {
+            Control::Disconnect(d) => d.reason.len(),
+            Control::Unsubscribe(ch) | Control::InsufficientState(ch) => ch.len(),
+            Control::Subscribe {
+                channel,
+                info,
+                data,
+                recover_since,
+            } => {
+                channel.len()
+                    + info.as_ref().map_or(0, Bytes::len)
+                    + data.as_ref().map_or(0, Bytes::len)
+                    + recover_since.as_ref().map_or(0, |p| p.epoch.len())
+            }
+            Control::Refresh { info, .. } => info.as_ref().map_or(0, Bytes::len),
+        }
+}
+
 /// The outbound side of one client connection: a queue of encoded frames
 /// with byte accounting, and a wakeup for the connection's writer.
 ///
-/// When queued bytes would exceed the limit (`client.queue_max_size`) the
-/// queue is dropped and the client marked for disconnect with 3008 slow.
+/// Every byte on its way to the client counts against one limit
+/// (`client.queue_max_size`): frames queued (replies, pushes, pings), the
+/// pushes held back while a channel is being subscribed, actions waiting
+/// for the session, and the bytes the transport took but the socket has
+/// not accepted yet ([`ClientHandle::set_in_flight`]). When a push would
+/// exceed the limit the queue is dropped and the client marked for
+/// disconnect with 3008 slow.
 pub struct ClientHandle {
     id: String,
     encoding: Encoding,
@@ -94,9 +127,13 @@ impl std::fmt::Debug for ClientHandle {
 
 /// What [`ClientHandle::drain`] took out of the queue.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Drained {
     /// Frames to write, in order.
     pub frames: Vec<Bytes>,
+    /// Total length of `frames`; counted as in flight until the transport
+    /// reports them written ([`ClientHandle::set_in_flight`]).
+    pub bytes: usize,
     /// Actions for the session.
     pub controls: Vec<Control>,
     /// Close the connection with this, after writing `frames`.
@@ -137,20 +174,30 @@ impl ClientHandle {
         self.slow.load(Ordering::Relaxed)
     }
 
-    fn push_locked(&self, out: &mut Outbound, frame: Bytes) -> bool {
-        if out.disconnect.is_some() {
-            return true;
-        }
-        if self.max_bytes > 0 && out.bytes + frame.len() > self.max_bytes {
+    /// Counts `len` more bytes; on overflow drops everything queued, marks
+    /// the client slow and returns false.
+    fn reserve_locked(&self, out: &mut Outbound, len: usize) -> bool {
+        if self.max_bytes > 0 && out.queued + out.in_flight + len > self.max_bytes {
             out.frames.clear();
-            out.bytes = 0;
             out.pending.clear();
+            out.controls.clear();
+            out.queued = 0;
             out.disconnect = Some(DisconnectCode::SLOW.to_disconnect());
             self.slow.store(true, Ordering::Relaxed);
             self.closing.notify_one();
             return false;
         }
-        out.bytes += frame.len();
+        out.queued += len;
+        true
+    }
+
+    fn push_locked(&self, out: &mut Outbound, frame: Bytes) -> bool {
+        if out.disconnect.is_some() {
+            return true;
+        }
+        if !self.reserve_locked(out, frame.len()) {
+            return false;
+        }
         out.frames.push_back(frame);
         true
     }
@@ -165,11 +212,21 @@ impl ClientHandle {
 
     /// Queues a channel push with the publication `offset` (0 when not
     /// positioned). While the channel is being subscribed it is held back
-    /// (see [`ClientHandle::begin_pending`]). Returns false on overflow.
+    /// (see [`ClientHandle::begin_pending`]), and counted all the same.
+    /// Returns false on overflow.
     pub fn push_channel(&self, channel: &str, offset: u64, frame: Bytes) -> bool {
         let mut out = self.lock();
-        if let Some(p) = out.pending.get_mut(channel) {
-            p.push((offset, frame));
+        if out.disconnect.is_some() {
+            return true;
+        }
+        if out.pending.contains_key(channel) {
+            let len = frame.len();
+            if !self.reserve_locked(&mut out, len) {
+                return false;
+            }
+            if let Some(p) = out.pending.get_mut(channel) {
+                p.push((offset, frame));
+            }
             return true;
         }
         let ok = self.push_locked(&mut out, frame);
@@ -180,7 +237,10 @@ impl ClientHandle {
 
     /// Holds back pushes of `channel` until [`ClientHandle::end_pending`].
     pub fn begin_pending(&self, channel: &str) {
-        self.lock().pending.insert(channel.to_owned(), Vec::new());
+        let mut out = self.lock();
+        if out.disconnect.is_none() {
+            out.pending.insert(channel.to_owned(), Vec::new());
+        }
     }
 
     /// Queues `reply` (the subscribe reply, if any), then the held-back
@@ -195,6 +255,10 @@ impl ClientHandle {
             // few times at the start and then idle.
             out.pending = HashMap::new();
         }
+        // The held pushes are counted already: release them here and count
+        // again those that are queued, after the reply.
+        let held_bytes: usize = held.iter().map(|(_, f)| f.len()).sum();
+        out.queued = out.queued.saturating_sub(held_bytes);
         let mut ok = true;
         if let Some(r) = reply {
             ok &= self.push_locked(&mut out, r);
@@ -209,9 +273,15 @@ impl ClientHandle {
         ok
     }
 
-    /// Asks the session to take an action.
+    /// Asks the session to take an action. The action counts against the
+    /// queue limit until the session drains it; over the limit the client
+    /// is disconnected as slow instead.
     pub fn control(&self, c: Control) {
-        self.lock().controls.push(c);
+        let mut out = self.lock();
+        if out.disconnect.is_none() && self.reserve_locked(&mut out, control_cost(&c)) {
+            out.controls.push(c);
+        }
+        drop(out);
         self.notify.notify_one();
     }
 
@@ -240,20 +310,40 @@ impl ClientHandle {
         self.closing.notified().await
     }
 
-    /// Takes everything queued.
+    /// Takes everything queued. The frames' bytes stay counted, as in
+    /// flight, until the transport reports with
+    /// [`ClientHandle::set_in_flight`] what it still holds; the controls'
+    /// are released.
     pub fn drain(&self) -> Drained {
         let mut out = self.lock();
-        out.bytes = 0;
+        let frames: Vec<Bytes> = out.frames.drain(..).collect();
+        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let controls = std::mem::take(&mut out.controls);
+        let control_bytes: usize = controls.iter().map(control_cost).sum();
+        out.queued = out.queued.saturating_sub(bytes + control_bytes);
+        out.in_flight += bytes;
         Drained {
-            frames: out.frames.drain(..).collect(),
-            controls: std::mem::take(&mut out.controls),
+            frames,
+            bytes,
+            controls,
             disconnect: out.disconnect.clone(),
         }
     }
 
-    /// Bytes queued now.
+    /// The transport reports how many bytes it holds for this client that
+    /// the socket has not accepted yet (its write buffer after a feed, 0
+    /// after a completed flush). They count against the queue limit, so a
+    /// peer that stops reading is cut off once the queue and the write
+    /// buffer together reach `client.queue_max_size`.
+    pub fn set_in_flight(&self, bytes: usize) {
+        self.lock().in_flight = bytes;
+    }
+
+    /// Bytes counted against the limit now: queued (held-back pushes and
+    /// waiting actions included) plus in flight.
     pub fn queued_bytes(&self) -> usize {
-        self.lock().bytes
+        let out = self.lock();
+        out.queued + out.in_flight
     }
 
     /// Resolves when something was queued since the last drain (a permit is
@@ -531,6 +621,66 @@ mod tests {
         assert!(h.is_slow());
         let d = h.drain();
         assert!(d.frames.is_empty());
+        assert_eq!(d.disconnect.unwrap().code, 3008);
+    }
+
+    #[test]
+    fn held_back_pushes_count_against_the_limit() {
+        let h = ClientHandle::new("c", Encoding::Json, 10);
+        h.begin_pending("ch");
+        assert!(h.push_channel("ch", 1, Bytes::from_static(b"1234")));
+        assert!(h.push_channel("ch", 2, Bytes::from_static(b"1234")));
+        assert_eq!(h.queued_bytes(), 8);
+        // A reply on top of the held pushes does not fit.
+        assert!(!h.push(Bytes::from_static(b"123")));
+        assert!(h.is_slow());
+        assert_eq!(h.drain().disconnect.unwrap().code, 3008);
+
+        // Held pushes the reply covers are released, not queued.
+        let h = ClientHandle::new("c", Encoding::Json, 10);
+        h.begin_pending("ch");
+        h.push_channel("ch", 1, Bytes::from_static(b"1234"));
+        h.push_channel("ch", 2, Bytes::from_static(b"1234"));
+        assert!(h.end_pending("ch", Some(Bytes::from_static(b"r")), 1));
+        assert_eq!(h.queued_bytes(), 5);
+        assert_eq!(h.drain().frames, vec!["r", "1234"]);
+    }
+
+    #[test]
+    fn bytes_in_flight_count_until_the_transport_wrote_them() {
+        let h = ClientHandle::new("c", Encoding::Json, 10);
+        assert!(h.push(Bytes::from_static(b"123456")));
+        let d = h.drain();
+        assert_eq!(d.bytes, 6);
+        // Drained but not written: still counted.
+        assert_eq!(h.queued_bytes(), 6);
+        assert!(!h.push(Bytes::from_static(b"12345")));
+        assert!(h.is_slow());
+
+        let h = ClientHandle::new("c", Encoding::Json, 10);
+        h.push(Bytes::from_static(b"123456"));
+        h.drain();
+        h.set_in_flight(0);
+        assert!(h.push(Bytes::from_static(b"1234567890")));
+        assert!(!h.is_slow());
+    }
+
+    #[test]
+    fn actions_count_until_drained() {
+        let h = ClientHandle::new("c", Encoding::Json, 200);
+        h.control(Control::Unsubscribe("a".into()));
+        assert_eq!(
+            h.queued_bytes(),
+            control_cost(&Control::Unsubscribe("a".into()))
+        );
+        assert_eq!(h.drain().controls.len(), 1);
+        assert_eq!(h.queued_bytes(), 0);
+        for _ in 0..10 {
+            h.control(Control::InsufficientState("a".repeat(10)));
+        }
+        assert!(h.is_slow());
+        let d = h.drain();
+        assert!(d.controls.is_empty());
         assert_eq!(d.disconnect.unwrap().code, 3008);
     }
 

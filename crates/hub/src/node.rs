@@ -599,11 +599,10 @@ impl Node {
         };
         self.metrics.pushes_sent[kind].fetch_add(delivered, Ordering::Relaxed);
         self.metrics.push_bytes_sent[kind].fetch_add(bytes, Ordering::Relaxed);
+        // Counted in `wshub_client_slow_disconnects_total` when the
+        // session closes with 3008.
         for c in slow {
-            tracing::info!(client = %c, "slow consumer disconnected");
-            self.metrics
-                .slow_disconnects
-                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client = %c, "slow consumer: queue overflow");
         }
     }
 

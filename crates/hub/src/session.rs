@@ -177,19 +177,12 @@ impl Session {
         }
     }
 
+    /// Queues a reply. On overflow the handle is marked slow (3008) and
+    /// the transport ends the session; [`Session::close`] counts it.
     fn queue(&self, reply: &Reply) {
         if let Some(f) = self.enqueue(reply) {
-            if !self.handle.push(f) {
-                self.count_slow();
-            }
+            self.handle.push(f);
         }
-    }
-
-    fn count_slow(&self) {
-        self.node
-            .metrics()
-            .slow_disconnects
-            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn info(&self, chan_info: Option<Bytes>) -> broker::ClientInfo {
@@ -451,9 +444,7 @@ impl Session {
         };
         self.queue(&reply);
         for (channel, top) in after {
-            if !self.handle.end_pending(&channel, None, top) {
-                self.count_slow();
-            }
+            self.handle.end_pending(&channel, None, top);
         }
         Ok(None)
     }
@@ -610,6 +601,18 @@ impl Session {
         if limit > 0 && self.subs.len() >= limit {
             return err(id, ErrorCode::LIMIT_EXCEEDED);
         }
+        if s.tf.is_some() {
+            // A tags filter needs `allow_tags_filter`, which wshub does not
+            // implement (validation refuses the key): like Centrifugo in a
+            // namespace without it, 107 bad request, never a subscription
+            // that delivers what the filter would drop.
+            tracing::debug!(client = %self.client_id(), %channel, "tags filter refused");
+            return err(id, ErrorCode::BAD_REQUEST);
+        }
+        // `delta` (fossil) is not negotiated: as Centrifugo does when the
+        // namespace's `allowed_delta_types` does not have it, the
+        // subscription goes on with `delta: false` in the reply and full
+        // publications.
         let opts = resolved.options.clone();
         let mut chan_info = None;
         let mut sub_exp = None;
@@ -670,9 +673,7 @@ impl Session {
                     ..Default::default()
                 };
                 let frame = self.enqueue(&reply);
-                if !self.handle.end_pending(&channel, frame, top) {
-                    self.count_slow();
-                }
+                self.handle.end_pending(&channel, frame, top);
                 Ok(None)
             }
             Err(code) => {
@@ -946,9 +947,7 @@ impl Session {
                             frames.extend(self.enqueue(&Reply::from_push(push)));
                         }
                         let frame = (!frames.is_empty()).then(|| frames.freeze());
-                        if !self.handle.end_pending(&channel, frame, top) {
-                            self.count_slow();
-                        }
+                        self.handle.end_pending(&channel, frame, top);
                     }
                     Err(_) => {
                         self.handle.end_pending(&channel, None, 0);
@@ -1032,6 +1031,14 @@ impl Session {
         }
         if was_connected {
             self.node.hub().remove_user(&self.user, self.handle.id());
+        }
+        if self.handle.is_slow() {
+            // Counted here, once per client, whichever push overflowed its
+            // queue (a fan-out, a reply, an action from the node).
+            self.node
+                .metrics()
+                .slow_disconnects
+                .fetch_add(1, Ordering::Relaxed);
         }
         let label = match reason {
             Some(d) => format!("code=\"{}\"", d.code),

@@ -174,6 +174,9 @@ where
                 }
             }
             node.metrics().count_sent(encoding, frames, bytes);
+            // What the engine holds unwritten stays counted against
+            // `client.queue_max_size` until the socket takes it.
+            handle.set_in_flight(ws.buffered_out());
             if let Some(d) = drained.disconnect {
                 break 'outer Some(d);
             }
@@ -193,6 +196,7 @@ where
                 if r.is_err() {
                     break None;
                 }
+                handle.set_in_flight(ws.buffered_out());
             }
             _ = handle.closing() => {
                 break handle.pending_disconnect();

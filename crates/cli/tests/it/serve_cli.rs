@@ -167,3 +167,62 @@ fn serve_with_tls_cert_and_key_flags() {
     assert!(err.contains("--tls-key"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A key that would turn on a feature wshub does not implement stops
+/// `check-config` and `serve` with a message naming it; one that only
+/// tunes an absent feature is a warning.
+#[test]
+fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
+    let dir = std::env::temp_dir().join(format!("wshub-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"sse":{"enabled":true},
+            "channel":{"namespaces":[{"name":"prices","allowed_delta_types":["fossil"],
+                                      "allow_tags_filter":true}]}}"#,
+    )
+    .unwrap();
+    for cmd in [
+        &["check-config"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--config"],
+    ] {
+        let out = wshub()
+            .args(cmd)
+            .arg(&bad)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd:?} accepted it");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for key in [
+            "sse.enabled: turns on the SSE transport, which wshub does not implement",
+            "channel.namespaces[prices].allowed_delta_types: turns on delta compression",
+            "channel.namespaces[prices].allow_tags_filter: turns on publication filters by tags",
+        ] {
+            assert!(err.contains(key), "{cmd:?}: missing {key:?} in:\n{err}");
+        }
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    }
+    // Off, or tuning only: a warning, and the file is fine.
+    let ok = dir.join("ok.json");
+    std::fs::write(
+        &ok,
+        r#"{"sse":{"enabled":false},"websocket":{"compression_level":5}}"#,
+    )
+    .unwrap();
+    let out = wshub()
+        .args(["check-config"])
+        .arg(&ok)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config key sse is not supported by wshub (ignored)")
+            && err.contains("config key websocket.compression_level is not supported by wshub"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

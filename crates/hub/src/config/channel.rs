@@ -34,15 +34,22 @@ pub struct ChannelOptions {
     pub force_recovery: bool,
     /// `allow_recovery`: let clients ask for recovery.
     pub allow_recovery: bool,
-    /// `force_recovery_mode`: `""`/`stream` (default) or `cache`.
+    /// `force_recovery_mode`: `""`/`stream` (default); `cache` is not
+    /// implemented by wshub (validation refuses it).
     pub force_recovery_mode: String,
-    /// `auto_cache_recover`: in cache mode, send the latest publication on subscribe.
+    /// `auto_cache_recover`: in cache mode, send the latest publication on
+    /// subscribe. Not implemented by wshub (validation refuses it).
     pub auto_cache_recover: bool,
-    /// `allowed_delta_types`: delta compressions clients may ask for (`fossil`).
+    /// `allowed_delta_types`: delta compressions clients may ask for
+    /// (`fossil`). Not implemented by wshub: validation refuses a non-empty
+    /// list, and a subscribe asking for delta gets `delta: false`.
     pub allowed_delta_types: Vec<String>,
-    /// `delta_publish`: publish with delta by default.
+    /// `delta_publish`: publish with delta by default. Not implemented by
+    /// wshub (validation refuses it).
     pub delta_publish: bool,
     /// `allow_tags_filter`: let subscribers filter publications by tags.
+    /// Not implemented by wshub (validation refuses it); a subscribe with a
+    /// tags filter gets 107 bad request.
     pub allow_tags_filter: bool,
     /// `allow_subscribe_for_anonymous`: with `allow_subscribe_for_client`,
     /// anonymous users may subscribe too.
@@ -73,7 +80,9 @@ pub struct ChannelOptions {
     pub allow_user_limited_channels: bool,
     /// `channel_regex`: the part after the namespace must match (RE2-like syntax).
     pub channel_regex: String,
-    /// `publication_data_format`: `""` (any), `json`, `json_object` or `binary`.
+    /// `publication_data_format`: `""` (any), `json`, `json_object` or
+    /// `binary`. The checks are not implemented by wshub: validation
+    /// refuses any value but `""`.
     pub publication_data_format: String,
     /// `subscribe_proxy_enabled`: not supported by wshub (validation refuses it).
     pub subscribe_proxy_enabled: bool,

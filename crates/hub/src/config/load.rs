@@ -202,9 +202,25 @@ impl Loader {
         let known =
             serde_json::to_value(&config).map_err(|e| type_error(String::new(), e.to_string()))?;
         let mut unknown = Vec::new();
-        walk_unknown(&input, &known, &mut String::new(), &mut unknown);
+        let mut refused = Vec::new();
+        walk_unknown(
+            &input,
+            &known,
+            &mut String::new(),
+            &mut unknown,
+            &mut refused,
+        );
+        ignored_known_keys(&input, &mut unknown);
         warnings.splice(0..0, unknown);
-        config.validate()?;
+        match config.validate() {
+            Ok(()) if refused.is_empty() => {}
+            Ok(()) => return Err(ConfigError::Invalid(refused)),
+            Err(ConfigError::Invalid(mut errors)) => {
+                refused.append(&mut errors);
+                return Err(ConfigError::Invalid(refused));
+            }
+            Err(other) => return Err(other),
+        }
         Ok(Loaded { config, warnings })
     }
 
@@ -448,6 +464,197 @@ fn parse_env(
     })
 }
 
+/// Keys of sections wshub does not implement that would turn a feature on:
+/// set to `true`, a non-empty string or list, or a non-zero number, they
+/// stop the server instead of being ignored (a user who turns a feature on
+/// gets it or a clear refusal). The rest of those sections only tunes an
+/// absent feature and stays a warning. `[]` stands for any array index,
+/// `*` for any one key.
+const FEATURE_SWITCHES: &[(&str, &str)] = &[
+    ("sse.enabled", "the SSE transport"),
+    ("http_stream.enabled", "the HTTP-streaming transport"),
+    ("webtransport.enabled", "the WebTransport transport"),
+    ("uni_sse.enabled", "the unidirectional SSE transport"),
+    (
+        "uni_http_stream.enabled",
+        "the unidirectional HTTP-streaming transport",
+    ),
+    (
+        "uni_websocket.enabled",
+        "the unidirectional WebSocket transport",
+    ),
+    ("uni_grpc.enabled", "the unidirectional gRPC transport"),
+    ("emulation.enabled", "bidirectional emulation"),
+    ("grpc_api.enabled", "the gRPC server API"),
+    ("admin.enabled", "the admin web interface"),
+    ("swagger.enabled", "the Swagger UI"),
+    ("debug.enabled", "the debug (pprof) endpoints"),
+    ("opentelemetry.enabled", "OpenTelemetry tracing"),
+    ("graphite.enabled", "Graphite metrics export"),
+    ("presence_manager.enabled", "a separate presence manager"),
+    ("map_broker.enabled", "the map broker"),
+    ("controller.enabled", "a separate controller"),
+    ("consumers[].enabled", "asynchronous consumers"),
+    ("rpc.ping", "the built-in ping RPC"),
+    ("rpc.without_namespace.proxy_enabled", "RPC proxies"),
+    ("rpc.namespaces[].proxy_enabled", "RPC proxies"),
+    ("client.proxy.*.enabled", "connection event proxies"),
+    ("client.rate_limit.*.enabled", "per-command rate limits"),
+    ("client.allowed_delta_types", "delta compression"),
+    (
+        "http_server.tls_autocert.enabled",
+        "automatic TLS certificates",
+    ),
+    ("http_server.http3.enabled", "HTTP/3"),
+    ("http_server.h2c_external", "HTTP/2 without TLS"),
+    ("http_api.error_mode", "another API error mode"),
+    (
+        "prometheus.recovered_publications_histogram",
+        "the recovered publications histogram",
+    ),
+    (
+        "prometheus.native_histograms",
+        "native Prometheus histograms",
+    ),
+    ("broker.nats.allow_wildcards", "wildcard NATS subscriptions"),
+    ("broker.nats.raw_mode.enabled", "raw NATS mode"),
+    ("engine.redis.history_use_lists", "Redis lists for history"),
+    ("broker.redis.history_use_lists", "Redis lists for history"),
+    ("engine.redis.replica_client.enabled", "Redis replica reads"),
+    ("broker.redis.replica_client.enabled", "Redis replica reads"),
+    ("pid_file", "writing a PID file"),
+    (
+        "channel.without_namespace.auto_cache_recovery",
+        "automatic cache recovery",
+    ),
+    (
+        "channel.namespaces[].auto_cache_recovery",
+        "automatic cache recovery",
+    ),
+];
+
+/// Whether a normalized path (`[]` for indexes) matches a switch pattern.
+fn switch_matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('.'), path.split('.'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == "*" || a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// `true`, a non-empty string, list or map, a non-zero number.
+fn turns_on(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::Null => false,
+    }
+}
+
+/// Replaces every `[...]` of a path with `[]`.
+fn normalize(path: &str) -> String {
+    let mut norm = String::with_capacity(path.len());
+    let mut in_brackets = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_brackets = true;
+                norm.push_str("[]");
+            }
+            ']' => in_brackets = false,
+            c if !in_brackets => norm.push(c),
+            _ => {}
+        }
+    }
+    norm
+}
+
+/// Walks a value wshub does not know (at `path`) and refuses every feature
+/// switch in it that is on.
+fn find_switches(v: &Value, path: &mut String, out: &mut Vec<super::ValidationError>) {
+    let norm = normalize(path);
+    if let Some((_, feature)) = FEATURE_SWITCHES
+        .iter()
+        .find(|(p, _)| switch_matches(p, &norm))
+    {
+        if turns_on(v) {
+            out.push(super::ValidationError {
+                path: path.clone(),
+                message: super::validate::unimplemented(feature, "remove the key or turn it off"),
+            });
+        }
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            for (key, child) in m {
+                let len = path.len();
+                path.push('.');
+                path.push_str(key);
+                find_switches(child, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            for (idx, child) in a.iter().enumerate() {
+                let len = path.len();
+                match child.get("name").and_then(Value::as_str) {
+                    Some(name) if !name.is_empty() => path.push_str(&format!("[{name}]")),
+                    _ => path.push_str(&format!("[{idx}]")),
+                }
+                find_switches(child, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keys wshub reads (they are fields of [`Config`]) but does not act on:
+/// each only tunes something wshub does its own way, so setting one is a
+/// warning, not an error.
+const IGNORED_KNOWN: &[&str] = &[
+    // The position check runs every 30 s with its own grace period.
+    "client.channel_position_check_delay",
+    "client.channel_position_max_time_lag",
+    // permessage-deflate uses the engine's level and compresses replies of
+    // any size; broadcast frames are not compressed.
+    "websocket.compression_min_size",
+    "websocket.compression_level",
+    // The engine sizes its own buffers.
+    "websocket.read_buffer_size",
+    "websocket.write_buffer_size",
+    "websocket.use_write_buffer_pool",
+    // Every endpoint is on the one external port already.
+    "http_api.external",
+    // The binary's `--log` flag and `RUST_LOG` set the log filter.
+    "log.level",
+];
+
+/// Warns about every [`IGNORED_KNOWN`] key the input sets to a value other
+/// than the default.
+fn ignored_known_keys(input: &Value, out: &mut Vec<ConfigWarning>) {
+    let Ok(defaults) = serde_json::to_value(Config::default()) else {
+        return;
+    };
+    for path in IGNORED_KNOWN {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let set = input.pointer(&pointer);
+        if set.is_some() && set != defaults.pointer(&pointer) {
+            out.push(ConfigWarning {
+                kind: WarningKind::Unsupported,
+                path: (*path).to_owned(),
+            });
+        }
+    }
+}
+
 /// Centrifugo v6 keys that wshub does not implement. A path matches an entry
 /// when equal to it or below it. `[]` stands for any array index.
 const UNSUPPORTED: &[&str] = &[
@@ -484,6 +691,7 @@ const UNSUPPORTED: &[&str] = &[
     "client.concurrency",
     // Centrifugo PRO's per-command buckets; wshub has `limits.commands_per_second`.
     "client.rate_limit",
+    "client.allowed_delta_types",
     "client.connect_code_to_unidirectional_disconnect",
     "client.token.insecure_skip_jwks_endpoint_safety_check",
     "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
@@ -523,23 +731,11 @@ const UNSUPPORTED_CHANNEL_OPTIONS: &[&str] = &[
     "subscribe_stream_proxy_bidirectional",
     "map",
     "shared_poll",
+    "auto_cache_recovery",
 ];
 
 fn is_unsupported(path: &str) -> bool {
-    // Replace every "[...]" with "[]".
-    let mut norm = String::with_capacity(path.len());
-    let mut in_brackets = false;
-    for c in path.chars() {
-        match c {
-            '[' => {
-                in_brackets = true;
-                norm.push_str("[]");
-            }
-            ']' => in_brackets = false,
-            c if !in_brackets => norm.push(c),
-            _ => {}
-        }
-    }
+    let norm = normalize(path);
     let under = |entry: &str| {
         norm == entry
             || norm
@@ -569,8 +765,15 @@ fn is_unsupported(path: &str) -> bool {
 }
 
 /// Report every key of `input` that has no counterpart in `known` (the
-/// deserialized config serialized back, which has every known key).
-fn walk_unknown(input: &Value, known: &Value, path: &mut String, out: &mut Vec<ConfigWarning>) {
+/// deserialized config serialized back, which has every known key), and
+/// refuse the feature switches among them ([`FEATURE_SWITCHES`]).
+fn walk_unknown(
+    input: &Value,
+    known: &Value,
+    path: &mut String,
+    out: &mut Vec<ConfigWarning>,
+    refused: &mut Vec<super::ValidationError>,
+) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, v) in i {
@@ -580,13 +783,16 @@ fn walk_unknown(input: &Value, known: &Value, path: &mut String, out: &mut Vec<C
                 }
                 path.push_str(key);
                 match k.get(key) {
-                    Some(kv) => walk_unknown(v, kv, path, out),
+                    Some(kv) => walk_unknown(v, kv, path, out, refused),
+                    None if is_unsupported(path) => {
+                        out.push(ConfigWarning {
+                            kind: WarningKind::Unsupported,
+                            path: path.clone(),
+                        });
+                        find_switches(v, path, refused);
+                    }
                     None => out.push(ConfigWarning {
-                        kind: if is_unsupported(path) {
-                            WarningKind::Unsupported
-                        } else {
-                            WarningKind::UnknownKey
-                        },
+                        kind: WarningKind::UnknownKey,
                         path: path.clone(),
                     }),
                 }
@@ -600,7 +806,7 @@ fn walk_unknown(input: &Value, known: &Value, path: &mut String, out: &mut Vec<C
                     Some(name) if !name.is_empty() => path.push_str(&format!("[{name}]")),
                     _ => path.push_str(&format!("[{idx}]")),
                 }
-                walk_unknown(v, kv, path, out);
+                walk_unknown(v, kv, path, out, refused);
                 path.truncate(len);
             }
         }

@@ -6,7 +6,10 @@
 //! for the features wshub implements. Keys Centrifugo knows but wshub does not
 //! implement are reported as [`WarningKind::Unsupported`]; keys nobody knows
 //! (typos) as [`WarningKind::UnknownKey`]. Neither stops the server, like in
-//! Centrifugo; invalid values do ([`ConfigError`]).
+//! Centrifugo; invalid values do ([`ConfigError`]), and so does any key that
+//! would turn on a feature wshub does not implement (`sse.enabled: true`,
+//! `allowed_delta_types`, `allow_tags_filter`, `http_server.internal_port`,
+//! ...): a user who turns an option on gets the feature or a clear refusal.
 //!
 //! Environment variables override the file: `WSHUB_` + the dotted key path in
 //! upper case with `.` replaced by `_` (`WSHUB_CLIENT_TOKEN_HMAC_SECRET_KEY`,
@@ -248,9 +251,12 @@ impl TlsConfig {
 #[serde(default)]
 #[non_exhaustive]
 pub struct LogConfig {
-    /// `level`: `trace`, `debug`, `info` (default), `warn`, `error`, `fatal` or `none`.
+    /// `level`: `trace`, `debug`, `info` (default), `warn`, `error`, `fatal`
+    /// or `none`. Checked but not applied (`wshub --log` and `RUST_LOG` set
+    /// the filter); a warning when set.
     pub level: String,
-    /// `file`: log to this file instead of stdout.
+    /// `file`: log to this file instead of stdout. Not implemented by wshub
+    /// (validation refuses a non-empty value).
     pub file: String,
 }
 
@@ -345,15 +351,18 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// `io_timeout`: default 4s.
     pub io_timeout: Duration,
-    /// `cluster_address`: Redis Cluster seed addresses.
+    /// `cluster_address`: Redis Cluster seed addresses. Not implemented by
+    /// wshub (validation refuses them where Redis is in use).
     #[serde(deserialize_with = "string_or_seq")]
     pub cluster_address: Vec<String>,
-    /// `sentinel_address`: Sentinel addresses.
+    /// `sentinel_address`: Sentinel addresses. Not implemented by wshub
+    /// (validation refuses them where Redis is in use).
     #[serde(deserialize_with = "string_or_seq")]
     pub sentinel_address: Vec<String>,
     /// `sentinel_master_name`.
     pub sentinel_master_name: String,
-    /// `tls`.
+    /// `tls`: not implemented for Redis (validation refuses `enabled`
+    /// where Redis is in use).
     pub tls: TlsConfig,
 }
 
@@ -388,7 +397,8 @@ pub struct NatsConfig {
     pub dial_timeout: Duration,
     /// `write_timeout`: default 1s.
     pub write_timeout: Duration,
-    /// `tls`.
+    /// `tls`: not applied (validation refuses `enabled`; a `tls://` URL
+    /// works for servers with publicly trusted certificates).
     pub tls: TlsConfig,
 }
 
@@ -437,9 +447,11 @@ pub struct ClientConfig {
     pub queue_max_size: u64,
     /// `presence_update_interval`: default 27s.
     pub presence_update_interval: Duration,
-    /// `channel_position_check_delay`: default 40s.
+    /// `channel_position_check_delay`: default 40s. Not applied by wshub
+    /// (positions are checked every 30 s); a warning when set.
     pub channel_position_check_delay: Duration,
-    /// `channel_position_max_time_lag`: 0 means the Centrifugo default.
+    /// `channel_position_max_time_lag`: 0 means the Centrifugo default. Not
+    /// applied by wshub; a warning when set.
     pub channel_position_max_time_lag: Duration,
     /// `connection_limit`: connections per node, 0 = unlimited.
     pub connection_limit: u64,
@@ -459,7 +471,8 @@ pub struct ClientConfig {
     /// signatures. Development only.
     pub insecure_skip_token_signature_verify: bool,
     /// `user_id_http_header`: take the user id from this request header
-    /// (behind a trusted proxy) when no token is given.
+    /// (behind a trusted proxy) when no token is given. Not implemented by
+    /// wshub (validation refuses a non-empty value).
     pub user_id_http_header: String,
     /// `insecure`: no auth at all, every client may subscribe and publish
     /// anywhere. Development only.
@@ -554,7 +567,8 @@ pub struct PersonalChannelConfig {
     pub enabled: bool,
     /// `personal_channel_namespace`: namespace of the personal channel.
     pub personal_channel_namespace: String,
-    /// `single_connection`: keep one connection per user (needs presence).
+    /// `single_connection`: keep one connection per user. Not implemented
+    /// by wshub (validation refuses it).
     pub single_connection: bool,
 }
 
@@ -640,15 +654,20 @@ pub struct WebSocketConfig {
     pub handler_prefix: String,
     /// `compression`: negotiate permessage-deflate.
     pub compression: bool,
-    /// `compression_min_size`: do not compress smaller messages.
+    /// `compression_min_size`: do not compress smaller messages. Not
+    /// applied by wshub; a warning when set.
     pub compression_min_size: u32,
-    /// `compression_level`: default 1.
+    /// `compression_level`: default 1. Not applied by wshub (the engine's
+    /// level is used); a warning when set.
     pub compression_level: i32,
-    /// `read_buffer_size`: 0 = engine default.
+    /// `read_buffer_size`: 0 = engine default. Not applied by wshub; a
+    /// warning when set.
     pub read_buffer_size: u32,
-    /// `write_buffer_size`: 0 = engine default.
+    /// `write_buffer_size`: 0 = engine default. Not applied by wshub; a
+    /// warning when set.
     pub write_buffer_size: u32,
-    /// `use_write_buffer_pool`.
+    /// `use_write_buffer_pool`. Not applied by wshub (idle connections
+    /// hold no write buffer anyway); a warning when set.
     pub use_write_buffer_pool: bool,
     /// `write_timeout`: default 1s.
     pub write_timeout: Duration,
@@ -686,7 +705,8 @@ pub struct PrometheusConfig {
     pub enabled: bool,
     /// `handler_prefix`: default `/metrics`.
     pub handler_prefix: String,
-    /// `instrument_http_handlers`: per-handler HTTP metrics.
+    /// `instrument_http_handlers`: per-handler HTTP metrics. Not
+    /// implemented by wshub (validation refuses `true`).
     pub instrument_http_handlers: bool,
 }
 

@@ -39,16 +39,20 @@ fn same_content_in_three_formats_gives_the_same_config() {
     let j = load(JSON, Format::Json);
     let y = load(YAML, Format::Yaml);
     let t = load(TOML, Format::Toml);
-    assert!(j.warnings.is_empty(), "{:?}", j.warnings);
-    assert!(y.warnings.is_empty(), "{:?}", y.warnings);
-    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    // `log.level` is read but not applied (`--log` / `RUST_LOG` are).
+    let level_only = [ConfigWarning {
+        kind: WarningKind::Unsupported,
+        path: "log.level".into(),
+    }];
+    assert_eq!(j.warnings, level_only);
+    assert_eq!(y.warnings, level_only);
+    assert_eq!(t.warnings, level_only);
     assert_eq!(j.config, y.config);
     assert_eq!(j.config, t.config);
 
     let c = &j.config;
     assert_eq!(c.http_server.address, "0.0.0.0");
     assert_eq!(c.http_server.port, 9000);
-    assert_eq!(c.http_server.internal_port, "9001");
     assert_eq!(c.log.level, "debug");
     assert_eq!(c.broker_kind(), BrokerKind::Redis);
     assert_eq!(
@@ -209,7 +213,7 @@ fn unknown_and_unsupported_keys_are_reported_with_paths() {
             ],
             "without_namespace": {"allow_subscribe_for_clients": true}
         },
-        "admin": {"enabled": true, "password": "p"},
+        "admin": {"enabled": false, "password": "p"},
         "rpc": {},
         "engine": {"redis": {"presence_ttl": "60s"}},
         "my_custom_thing": 1
@@ -253,8 +257,8 @@ fn unknown_and_unsupported_keys_are_reported_with_paths() {
     );
 
     // The same in YAML and TOML.
-    let y = "client:\n  tokn: {}\nadmin:\n  enabled: true\n";
-    let t = "[client.tokn]\n[admin]\nenabled = true\n";
+    let y = "client:\n  tokn: {}\nadmin:\n  enabled: false\n";
+    let t = "[client.tokn]\n[admin]\nenabled = false\n";
     for (text, format) in [(y, Format::Yaml), (t, Format::Toml)] {
         let w = load(text, format).warnings;
         let p: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
@@ -312,6 +316,7 @@ fn environment_overrides_the_file() {
     let unknown: Vec<_> = loaded
         .warnings
         .iter()
+        .filter(|w| w.path != "log.level")
         .map(|w| (w.kind, w.path.as_str()))
         .collect();
     assert_eq!(
@@ -541,7 +546,8 @@ fn serialized_config_loads_back_unchanged() {
     let text = serde_json::to_string_pretty(&j).unwrap();
     let back = load(&text, Format::Json);
     assert_eq!(back.config, j);
-    assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+    let w: Vec<&str> = back.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(w, ["log.level"], "the file's level, read but not applied");
 }
 
 #[test]
@@ -571,6 +577,8 @@ fn tls_pem_sources() {
 // ---- channel resolution ----
 
 fn channel_config() -> Config {
+    // Not validated: `publication_data_format` is refused at validation
+    // (not enforced), resolution still reports it.
     let text = serde_json::json!({
         "channel": {
             "max_length": 32,
@@ -583,7 +591,7 @@ fn channel_config() -> Config {
             ]
         }
     });
-    load_json(text).unwrap().config
+    serde_json::from_value(text).unwrap()
 }
 
 #[test]
@@ -770,4 +778,201 @@ fn limits_section_defaults_loading_env_and_validation() {
         "limits": {"connect_rate_per_ip": 0, "connect_burst_per_ip": 0}
     }))
     .unwrap();
+}
+
+// ---- keys accepted but not implemented ----
+
+fn refused_paths(v: serde_json::Value) -> Vec<String> {
+    let mut p: Vec<String> = invalid(v).into_iter().map(|e| e.path).collect();
+    p.sort();
+    p
+}
+
+#[test]
+fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
+    let text = serde_json::json!({
+        "sse": {"enabled": true, "handler_prefix": "/sse"},
+        "http_stream": {"enabled": true},
+        "uni_websocket": {"enabled": false},
+        "consumers": [{"name": "kafka", "enabled": true, "type": "kafka"}, {"name": "off", "enabled": false}],
+        "client": {
+            "allowed_delta_types": ["fossil"],
+            "proxy": {"connect": {"enabled": true, "endpoint": "http://x"}, "refresh": {"enabled": false}},
+            "rate_limit": {"client_command": {"enabled": true}},
+        },
+        "rpc": {"without_namespace": {"proxy_enabled": true}},
+        "http_server": {"http3": {"enabled": true}},
+        "http_api": {"error_mode": "transport"},
+        "pid_file": "/run/wshub.pid",
+        "channel": {"namespaces": [{"name": "ns", "auto_cache_recovery": true}]},
+    });
+    let errors = invalid(text);
+    let mut p: Vec<&str> = paths(&errors);
+    p.sort();
+    assert_eq!(
+        p,
+        [
+            "channel.namespaces[ns].auto_cache_recovery",
+            "client.allowed_delta_types",
+            "client.proxy.connect.enabled",
+            "client.rate_limit.client_command.enabled",
+            "consumers[kafka].enabled",
+            "http_api.error_mode",
+            "http_server.http3.enabled",
+            "http_stream.enabled",
+            "pid_file",
+            "rpc.without_namespace.proxy_enabled",
+            "sse.enabled",
+        ]
+    );
+    let sse = errors.iter().find(|e| e.path == "sse.enabled").unwrap();
+    assert!(
+        sse.message.contains("the SSE transport") && sse.message.contains("does not implement"),
+        "{sse}"
+    );
+    // Off, or only tuned: warnings, the server starts.
+    let loaded = load_json(serde_json::json!({
+        "sse": {"enabled": false, "handler_prefix": "/sse"},
+        "uni_http_stream": {"max_request_body_size": 1000},
+        "client": {"connect_code_to_unidirectional_disconnect": {"enabled": true}},
+    }))
+    .unwrap();
+    let mut w: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    w.sort();
+    assert_eq!(
+        w,
+        [
+            "client.connect_code_to_unidirectional_disconnect",
+            "sse",
+            "uni_http_stream"
+        ]
+    );
+}
+
+#[test]
+fn accepted_keys_that_wshub_does_not_act_on_are_refused() {
+    let on = serde_json::json!({
+        "allowed_delta_types": ["fossil"],
+        "delta_publish": true,
+        "allow_tags_filter": true,
+        "history_size": 10, "history_ttl": "60s",
+        "force_recovery": true,
+        "force_recovery_mode": "cache",
+        "auto_cache_recover": true,
+        "publication_data_format": "json_object",
+    });
+    let mut ns = on.clone();
+    ns["name"] = "ns".into();
+    let p = refused_paths(serde_json::json!({
+        "channel": {"without_namespace": on, "namespaces": [ns], "publication_data_format": "json"},
+    }));
+    let mut want = vec!["channel.publication_data_format".to_owned()];
+    for prefix in ["channel.without_namespace", "channel.namespaces[ns]"] {
+        for key in [
+            "allow_tags_filter",
+            "allowed_delta_types",
+            "auto_cache_recover",
+            "delta_publish",
+            "force_recovery_mode",
+            "publication_data_format",
+        ] {
+            want.push(format!("{prefix}.{key}"));
+        }
+    }
+    want.sort();
+    assert_eq!(p, want);
+
+    assert_eq!(
+        refused_paths(serde_json::json!({
+            "client": {
+                "user_id_http_header": "X-User-Id",
+                "subscribe_to_user_personal_channel": {"enabled": true, "single_connection": true},
+            },
+            "http_server": {
+                "internal_port": "9001",
+                "internal_address": "127.0.0.1",
+                "internal_tls": {"enabled": true, "cert_pem": "c", "key_pem": "k"},
+                "tls_external": true,
+                "tls": {"enabled": true, "cert_pem": "c", "key_pem": "k", "client_ca_pem": "ca"},
+            },
+            "prometheus": {"instrument_http_handlers": true},
+            "log": {"file": "/var/log/wshub.log"},
+        })),
+        [
+            "client.subscribe_to_user_personal_channel.single_connection",
+            "client.user_id_http_header",
+            "http_server.internal_address",
+            "http_server.internal_port",
+            "http_server.internal_tls.enabled",
+            "http_server.tls.client_ca_pem",
+            "http_server.tls_external",
+            "log.file",
+            "prometheus.instrument_http_handlers",
+        ]
+    );
+    // Redis and NATS options wshub cannot apply, where that broker is in
+    // use (before, `serve` refused them only at start and `check-config`
+    // said ok).
+    assert_eq!(
+        refused_paths(serde_json::json!({
+            "engine": {"type": "redis", "redis": {
+                "cluster_address": ["redis://a:7000"],
+                "sentinel_address": ["a:26379"], "sentinel_master_name": "m",
+                "tls": {"enabled": true},
+            }},
+        })),
+        [
+            "engine.redis.cluster_address",
+            "engine.redis.sentinel_address",
+            "engine.redis.tls.enabled",
+        ]
+    );
+    assert_eq!(
+        refused_paths(serde_json::json!({
+            "broker": {"enabled": true, "type": "nats", "nats": {"tls": {"enabled": true}}},
+        })),
+        ["broker.nats.tls.enabled"]
+    );
+    // Not in use: nothing to refuse.
+    load_json(serde_json::json!({"engine": {"redis": {"tls": {"enabled": true}}}})).unwrap();
+}
+
+#[test]
+fn tuning_keys_wshub_does_not_apply_are_warnings() {
+    let loaded = load_json(serde_json::json!({
+        "client": {"channel_position_check_delay": "10s", "channel_position_max_time_lag": "5s"},
+        "websocket": {
+            "compression": true, "compression_level": 5, "compression_min_size": 128,
+            "read_buffer_size": 4096, "write_buffer_size": 4096, "use_write_buffer_pool": true,
+        },
+        "http_api": {"external": true},
+        "log": {"level": "debug"},
+    }))
+    .unwrap();
+    let got: Vec<(WarningKind, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.kind, w.path.as_str()))
+        .collect();
+    use WarningKind::Unsupported;
+    assert_eq!(
+        got,
+        [
+            (Unsupported, "client.channel_position_check_delay"),
+            (Unsupported, "client.channel_position_max_time_lag"),
+            (Unsupported, "websocket.compression_min_size"),
+            (Unsupported, "websocket.compression_level"),
+            (Unsupported, "websocket.read_buffer_size"),
+            (Unsupported, "websocket.write_buffer_size"),
+            (Unsupported, "websocket.use_write_buffer_pool"),
+            (Unsupported, "http_api.external"),
+            (Unsupported, "log.level"),
+        ]
+    );
+    assert!(Loader::new().load_defaults().unwrap().warnings.is_empty());
+    assert!(Loader::new()
+        .load_development()
+        .unwrap()
+        .warnings
+        .is_empty());
 }

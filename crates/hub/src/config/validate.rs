@@ -43,6 +43,14 @@ const DATA_FORMATS: [&str; 4] = ["", "json", "json_object", "binary"];
 /// Subscription types Centrifugo v6 knows; wshub implements `stream` only.
 const SUBSCRIPTION_TYPES: [&str; 5] = ["stream", "map", "map_clients", "map_users", "shared_poll"];
 
+/// What `publication_data_format` would turn on.
+const DATA_FORMAT_CHECKS: &str = "checks of the publication data format";
+
+/// The message for a key that turns on a feature wshub does not have.
+pub(super) fn unimplemented(feature: &str, instead: &str) -> String {
+    format!("turns on {feature}, which wshub does not implement; it refuses to start rather than ignore it ({instead})")
+}
+
 fn namespace_name_ok(name: &str) -> bool {
     name.len() >= 2
         && name
@@ -75,6 +83,13 @@ impl Config {
                     self.log.level,
                     LOG_LEVELS.join(", ")
                 ),
+            );
+        }
+
+        if !self.log.file.is_empty() {
+            e.push(
+                "log.file",
+                unimplemented("logging to a file", "wshub logs to stderr; redirect it"),
             );
         }
 
@@ -124,9 +139,44 @@ impl Config {
                 );
             }
             check_tls(e, &format!("{path}.tls"), &r.tls, false);
+            if !r.cluster_address.is_empty() {
+                e.push(
+                    format!("{path}.cluster_address"),
+                    unimplemented(
+                        "Redis Cluster",
+                        "use one or more redis:// addresses in address",
+                    ),
+                );
+            }
+            if !r.sentinel_address.is_empty() {
+                e.push(
+                    format!("{path}.sentinel_address"),
+                    unimplemented(
+                        "Redis Sentinel",
+                        "use one or more redis:// addresses in address",
+                    ),
+                );
+            }
+            if r.tls.enabled {
+                e.push(
+                    format!("{path}.tls.enabled"),
+                    unimplemented("TLS to Redis", "remove the key"),
+                );
+            }
         }
-        if self.broker.enabled && bk == "nats" && self.broker.nats.url.is_empty() {
-            e.push("broker.nats.url", "empty NATS URL");
+        if self.broker.enabled && bk == "nats" {
+            if self.broker.nats.url.is_empty() {
+                e.push("broker.nats.url", "empty NATS URL");
+            }
+            if self.broker.nats.tls.enabled {
+                e.push(
+                    "broker.nats.tls.enabled",
+                    unimplemented(
+                        "TLS options for NATS",
+                        "use a tls:// URL for a server with a publicly trusted certificate",
+                    ),
+                );
+            }
         }
 
         check_tls(e, "http_server.tls", &self.http_server.tls, true);
@@ -144,6 +194,48 @@ impl Config {
                 format!("{:?} is not a port number", self.http_server.internal_port),
             );
         }
+        // Internal endpoints on their own listener: not implemented, and
+        // ignoring it would expose the API on the public port.
+        let hs = &self.http_server;
+        let internal = "a separate listener for the internal endpoints (API, metrics, health)";
+        let one_port =
+            "wshub serves every endpoint on http_server.port; restrict access in front of it";
+        if !hs.internal_port.is_empty() {
+            e.push(
+                "http_server.internal_port",
+                unimplemented(internal, one_port),
+            );
+        }
+        if !hs.internal_address.is_empty() {
+            e.push(
+                "http_server.internal_address",
+                unimplemented(internal, one_port),
+            );
+        }
+        if hs.internal_tls.enabled {
+            e.push(
+                "http_server.internal_tls.enabled",
+                unimplemented(internal, one_port),
+            );
+        }
+        if hs.tls_external {
+            e.push(
+                "http_server.tls_external",
+                unimplemented(internal, "http_server.tls applies to every endpoint"),
+            );
+        }
+        if !hs.tls.client_ca_pem.trim().is_empty() {
+            e.push(
+                "http_server.tls.client_ca_pem",
+                unimplemented("client certificate authentication (mTLS)", "remove the key"),
+            );
+        }
+        if self.prometheus.instrument_http_handlers {
+            e.push(
+                "prometheus.instrument_http_handlers",
+                unimplemented("per-handler HTTP metrics", "set it to false"),
+            );
+        }
 
         // Client.
         let c = &self.client;
@@ -157,6 +249,15 @@ impl Config {
                 format!(
                     "must be greater than client.pong_timeout ({} <= {})",
                     c.ping_interval, c.pong_timeout
+                ),
+            );
+        }
+        if !c.user_id_http_header.is_empty() {
+            e.push(
+                "client.user_id_http_header",
+                unimplemented(
+                    "taking the user id from a request header",
+                    "authenticate with a connection token",
                 ),
             );
         }
@@ -187,6 +288,11 @@ impl Config {
                     "unknown format {:?} (use json, json_object or binary)",
                     ch.publication_data_format
                 ),
+            );
+        } else if !ch.publication_data_format.is_empty() {
+            e.push(
+                "channel.publication_data_format",
+                unimplemented(DATA_FORMAT_CHECKS, "remove the key"),
             );
         }
         for (key, v) in [
@@ -230,29 +336,28 @@ impl Config {
         }
 
         let p = &c.subscribe_to_user_personal_channel;
-        if p.enabled {
-            let opts = if p.personal_channel_namespace.is_empty() {
-                Some(&ch.without_namespace)
-            } else {
-                ch.namespaces
-                    .iter()
-                    .find(|n| n.name == p.personal_channel_namespace)
-                    .map(|n| &n.options)
-            };
-            match opts {
-                None => e.push(
-                    "client.subscribe_to_user_personal_channel.personal_channel_namespace",
-                    format!(
-                        "namespace {:?} is not configured",
-                        p.personal_channel_namespace
-                    ),
+        let ns_missing = !p.personal_channel_namespace.is_empty()
+            && !ch
+                .namespaces
+                .iter()
+                .any(|n| n.name == p.personal_channel_namespace);
+        if p.enabled && ns_missing {
+            e.push(
+                "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+                format!(
+                    "namespace {:?} is not configured",
+                    p.personal_channel_namespace
                 ),
-                Some(o) if p.single_connection && !o.presence => e.push(
-                    "client.subscribe_to_user_personal_channel.single_connection",
-                    "needs presence enabled in the personal channel's namespace",
+            );
+        }
+        if p.single_connection {
+            e.push(
+                "client.subscribe_to_user_personal_channel.single_connection",
+                unimplemented(
+                    "one connection per user",
+                    "use client.user_connection_limit 1 to refuse a second connection",
                 ),
-                Some(_) => {}
-            }
+            );
         }
 
         if !self.http_api.handler_prefix.is_empty()
@@ -399,16 +504,22 @@ fn check_channel_options(
             ),
         );
     }
-    if o.auto_cache_recover && (!o.force_recovery || o.force_recovery_mode != "cache") {
+    if o.auto_cache_recover {
         err(
             "auto_cache_recover",
-            "needs force_recovery and force_recovery_mode \"cache\"".into(),
+            unimplemented("automatic cache recovery", "set it to false"),
         );
     }
     if !o.channel_regex.is_empty() {
         if let Err(re_err) = Regex::new(&o.channel_regex) {
             err("channel_regex", format!("invalid regex: {re_err}"));
         }
+    }
+    if o.force_recovery_mode == "cache" {
+        err(
+            "force_recovery_mode",
+            unimplemented("cache recovery", "use stream recovery (\"\" or \"stream\")"),
+        );
     }
     for t in &o.allowed_delta_types {
         if t != "fossil" {
@@ -418,6 +529,30 @@ fn check_channel_options(
             );
         }
     }
+    if !o.allowed_delta_types.is_empty() {
+        err(
+            "allowed_delta_types",
+            unimplemented(
+                "delta compression",
+                "remove the key; subscribers asking for delta get full publications",
+            ),
+        );
+    }
+    if o.delta_publish {
+        err(
+            "delta_publish",
+            unimplemented("delta compression", "set it to false"),
+        );
+    }
+    if o.allow_tags_filter {
+        err(
+            "allow_tags_filter",
+            unimplemented(
+                "publication filters by tags",
+                "set it to false; a subscribe with a tags filter gets 107 bad request",
+            ),
+        );
+    }
     if !DATA_FORMATS.contains(&o.publication_data_format.as_str()) {
         err(
             "publication_data_format",
@@ -425,6 +560,11 @@ fn check_channel_options(
                 "unknown format {:?} (use json, json_object or binary)",
                 o.publication_data_format
             ),
+        );
+    } else if !o.publication_data_format.is_empty() {
+        err(
+            "publication_data_format",
+            unimplemented(DATA_FORMAT_CHECKS, "remove the key"),
         );
     }
     for (key, on) in [

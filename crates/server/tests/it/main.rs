@@ -8,3 +8,4 @@ mod limits;
 mod metrics;
 mod support;
 mod tls;
+mod unsupported;
