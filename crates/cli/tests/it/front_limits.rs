@@ -175,18 +175,27 @@ fn is_503(e: &WsError) -> bool {
         if matches!(**h, wshub_proto::handshake::HandshakeError::UnexpectedStatus(503)))
 }
 
-/// Opens `n` TCP connections to `addr`, at most 100 connecting at a time.
-async fn open_many(addr: &str, n: usize) -> Vec<TcpStream> {
+/// Opens `n` TCP connections to `addr` and writes `first` on each, one
+/// every millisecond (1,000 a second, evenly: the attack is holding
+/// sockets, not a connection flood, which the per-IP rate limits are
+/// for). Each comes with the instant before its connect.
+async fn open_many(addr: &str, n: usize, first: &'static [u8]) -> Vec<(TcpStream, Instant)> {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        tick.tick().await;
+        let a = addr.to_owned();
+        set.spawn(async move {
+            let t = Instant::now();
+            let mut s = TcpStream::connect(a).await.expect("connect");
+            s.write_all(first).await.expect("write");
+            (s, t)
+        });
+    }
     let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let mut set = JoinSet::new();
-        for _ in 0..(n - out.len()).min(100) {
-            let a = addr.to_owned();
-            set.spawn(async move { TcpStream::connect(a).await.expect("connect") });
-        }
-        while let Some(s) = set.join_next().await {
-            out.push(s.unwrap());
-        }
+    while let Some(s) = set.join_next().await {
+        out.push(s.unwrap());
     }
     out
 }
@@ -228,36 +237,55 @@ async fn read_response(s: &mut TcpStream) {
     }
 }
 
-/// Connect latencies (TCP, upgrade, connect reply) of a WebSocket client
-/// that connects every 20 ms until `stop` is set.
-async fn probe_connects(
-    url: String,
+/// A WebSocket client that connects (TCP, upgrade, connect command and
+/// its reply) to each of its URLs in turn, pausing 5 ms after each round,
+/// on a thread and runtime of its own (so that the attack tasks of the
+/// test's runtime do not delay it), and records how long each connect
+/// took, per URL.
+struct Probe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<Duration> {
-    let mut lat = Vec::new();
-    let opts = ClientOptions::default();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let t0 = Instant::now();
-        let mut ws = wshub_ws::connect(&url, &opts).await.expect("probe connect");
-        let t1 = t0.elapsed();
-        ws.send_text("{\"id\":1,\"connect\":{}}").await.unwrap();
-        let reply = ws.recv().await.expect("probe reply").expect("probe read");
-        lat.push(t0.elapsed());
-        if t0.elapsed() > Duration::from_millis(50) {
-            eprintln!(
-                "slow probe: {:?} (upgrade {t1:?}) at {:?}",
-                t0.elapsed(),
-                std::time::SystemTime::now()
-            );
-        }
-        assert!(
-            String::from_utf8_lossy(reply.as_bytes()).contains("\"connect\""),
-            "probe: no connect reply"
-        );
-        drop(ws);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    thread: std::thread::JoinHandle<Vec<Vec<Duration>>>,
+}
+
+impl Probe {
+    fn start(urls: Vec<String>) -> Probe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let mut lat = vec![Vec::new(); urls.len()];
+                    let opts = ClientOptions::default();
+                    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        for (url, lat) in urls.iter().zip(&mut lat) {
+                            let t0 = Instant::now();
+                            let mut ws =
+                                wshub_ws::connect(url, &opts).await.expect("probe connect");
+                            ws.send_text("{\"id\":1,\"connect\":{}}").await.unwrap();
+                            let reply = ws.recv().await.expect("probe reply").expect("probe read");
+                            lat.push(t0.elapsed());
+                            assert!(
+                                String::from_utf8_lossy(reply.as_bytes()).contains("\"connect\""),
+                                "probe: no connect reply"
+                            );
+                            drop(ws);
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    lat
+                })
+        });
+        Probe { stop, thread }
     }
-    lat
+
+    /// Stops it; the connect times per URL.
+    fn finish(self) -> Vec<Vec<Duration>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("probe panicked")
+    }
 }
 
 fn p99(mut v: Vec<Duration>) -> Duration {
@@ -265,9 +293,11 @@ fn p99(mut v: Vec<Duration>) -> Duration {
     v[(v.len() * 99).div_ceil(100).saturating_sub(1)]
 }
 
-const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+// Long enough that all 4,000 sockets, opened at 1,000 a second (TLS,
+// silent, partial, idle), are held at once before the first is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
-const TLS_TIMEOUT: Duration = Duration::from_secs(1);
+const TLS_TIMEOUT: Duration = Duration::from_secs(4);
 /// How late after its timeout a socket may be closed.
 const SLACK: Duration = Duration::from_secs(30);
 /// How early (timer granularity) it may be closed.
@@ -280,9 +310,9 @@ fn timeout_config(dir: &std::path::Path) -> PathBuf {
         &cfg,
         serde_json::json!({
             "http_server": {
-                "read_header_timeout": "1s",
+                "read_header_timeout": "3s",
                 "idle_timeout": "2s",
-                "tls_handshake_timeout": "1s",
+                "tls_handshake_timeout": "4s",
             },
             "client": { "allow_anonymous_connect_without_token": true },
             "channel": { "without_namespace": {
@@ -301,11 +331,14 @@ fn timeout_config(dir: &std::path::Path) -> PathBuf {
 }
 
 /// 1,000 sockets of each kind — silent, half a request head, idle after a
-/// response, half a TLS handshake — are each closed by its timeout (not
-/// before it, at most 30 s after it) and counted by phase, while a
-/// WebSocket client connecting every 20 ms keeps a p99 connect time under
-/// 50 ms. A WebSocket held past both HTTP timeouts and an API request whose
-/// body takes longer than them are not cut.
+/// response, half a TLS handshake — all held at once, are each closed by
+/// its timeout (not before it, at most 30 s after it) and counted by
+/// phase in `/metrics`, while a WebSocket client connecting over and over
+/// keeps a p99 connect time (TCP, upgrade, connect reply) under 50 ms. On
+/// a loaded machine the bound grows by what the machine alone adds: an
+/// unattacked control server, probed in turn with the attacked one, tells
+/// that (its p99 beyond 10 ms). A WebSocket held past both HTTP timeouts
+/// and an API request whose body takes longer than either are not cut.
 #[test]
 fn timeouts_close_stalled_sockets_while_clients_connect() {
     let _serial = serial();
@@ -329,22 +362,13 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
             key.to_str().unwrap(),
         ],
     );
+    // A control: the same server, not attacked, probed in turn with the
+    // attacked one, tells how much of the connect time is the machine's.
+    let (control_proc, control) = serve("wshub-control", None, &["-c", cfg_s]);
     let rt = runtime();
     rt.block_on(async {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // The probe runs on a runtime of its own so that the thousands of
-        // attack tasks of this one do not delay it.
-        let probe = {
-            let url = format!("ws://{plain}/connection/websocket");
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(probe_connects(url, stop))
-            })
-        };
+        let url = format!("ws://{plain}/connection/websocket");
+        let probe = Probe::start(vec![url, format!("ws://{control}/connection/websocket")]);
         // A WebSocket that will outlive both HTTP timeouts.
         let mut held = subscribe(
             &format!("ws://{plain}/connection/websocket"),
@@ -352,8 +376,8 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
         )
         .await
         .expect("held websocket");
-        // An API call whose body arrives over 3.5 s (longer than the
-        // header and idle timeouts together).
+        // An API call whose body arrives over 4.2 s (longer than the
+        // header and the idle timeout).
         let slow_api = {
             let plain = plain.clone();
             tokio::spawn(async move {
@@ -366,7 +390,7 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
                 );
                 s.write_all(head.as_bytes()).await.unwrap();
                 for chunk in body.chunks(5) {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(600)).await;
                     s.write_all(chunk).await.unwrap();
                 }
                 let mut out = Vec::new();
@@ -376,47 +400,28 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
         };
 
         let mut closes: JoinSet<(&'static str, Duration, Duration)> = JoinSet::new();
+        // A TLS record header and part of a ClientHello, then nothing.
+        const HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+        for (s, t) in open_many(&tls, ATTACK, HELLO).await {
+            closes.spawn(async move { ("tls", TLS_TIMEOUT, closed_at(s).await - t) });
+        }
+
         // Silent TCP: the header timeout runs from the accept.
-        let t0 = Instant::now();
-        for s in open_many(&plain, ATTACK).await {
-            closes.spawn(async move { ("silent", HEADER_TIMEOUT, closed_at(s).await - t0) });
+        for (s, t) in open_many(&plain, ATTACK, b"").await {
+            closes.spawn(async move { ("silent", HEADER_TIMEOUT, closed_at(s).await - t) });
         }
         // Half a request head.
-        let t0 = Instant::now();
-        let mut partial = open_many(&plain, ATTACK).await;
-        for s in &mut partial {
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                .await
-                .unwrap();
-        }
-        for s in partial {
-            closes.spawn(async move { ("partial", HEADER_TIMEOUT, closed_at(s).await - t0) });
+        for (s, t) in open_many(&plain, ATTACK, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await {
+            closes.spawn(async move { ("partial", HEADER_TIMEOUT, closed_at(s).await - t) });
         }
         // Idle keep-alive after a response: the idle timeout runs from the
         // end of the response, which is after `t`.
-        for s in open_many(&plain, ATTACK).await {
+        for (mut s, t) in open_many(&plain, ATTACK, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await {
             closes.spawn(async move {
-                let mut s = s;
-                let t = Instant::now();
-                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .await
-                    .unwrap();
                 read_response(&mut s).await;
                 ("idle", IDLE_TIMEOUT, closed_at(s).await - t)
             });
         }
-        // A TLS record header and part of a ClientHello, then nothing.
-        let t0 = Instant::now();
-        let mut stalled = open_many(&tls, ATTACK).await;
-        for s in &mut stalled {
-            s.write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03])
-                .await
-                .unwrap();
-        }
-        for s in stalled {
-            closes.spawn(async move { ("tls", TLS_TIMEOUT, closed_at(s).await - t0) });
-        }
-
         let mut worst = std::collections::BTreeMap::<&str, (usize, Duration)>::new();
         let all = tokio::time::timeout(IDLE_TIMEOUT + SLACK + Duration::from_secs(10), async {
             while let Some(r) = closes.join_next().await {
@@ -436,17 +441,29 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
         })
         .await;
         assert!(all.is_ok(), "sockets still open: {worst:?}");
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let lat = probe.join().unwrap();
+        let lat = probe.finish();
         for kind in ["silent", "partial", "idle", "tls"] {
             assert_eq!(worst.get(kind).map(|w| w.0), Some(ATTACK), "{kind}: {worst:?}");
         }
-        let n = lat.len();
-        let p = p99(lat.clone());
-        let max = lat.iter().max().copied().unwrap_or_default();
-        eprintln!("closes (count, latest): {worst:?}; probe connects: {n}, p99 {p:?}, max {max:?}");
-        assert!(n >= 20, "only {n} probe connects");
-        assert!(p < Duration::from_millis(50), "probe connect p99 {p:?} (max {max:?}, n {n})");
+        let n = lat[0].len();
+        let (p, control_p) = (p99(lat[0].clone()), p99(lat[1].clone()));
+        let max = lat[0].iter().max().copied().unwrap_or_default();
+        // 50 ms, plus what the machine alone added to the control's p99
+        // beyond a quiet machine's 10 ms (other builds and tests sharing
+        // the two cores): that part is not the attacked server's doing.
+        let machine = control_p.saturating_sub(Duration::from_millis(10));
+        let bound = Duration::from_millis(50) + machine;
+        eprintln!(
+            "closes (count, latest after its timeout's start): {worst:?}; probe connects during \
+             the attack: {n}, p99 {p:?}, max {max:?}; control server p99 {control_p:?}; bound \
+             {bound:?}"
+        );
+        assert!(n >= 50, "only {n} probe connects");
+        assert!(
+            p < bound,
+            "probe connect p99 {p:?} during the attack (max {max:?}, n {n}; the control \
+             server's p99 {control_p:?})"
+        );
 
         // The WebSocket held all along still works.
         held.send_text("{\"id\":3,\"presence_stats\":{\"channel\":\"hold0\"}}")
@@ -482,6 +499,7 @@ fn timeouts_close_stalled_sockets_while_clients_connect() {
     });
     drop(plain_proc);
     drop(tls_proc);
+    drop(control_proc);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
