@@ -317,8 +317,10 @@ impl Server {
                         Err(e) if admission::is_fd_exhaustion(&e) => {
                             // Make room with the spare descriptor, take the
                             // pending connection and answer it 503 so that it
-                            // does not wait in the queue; then back off a
-                            // little so that closing connections free some.
+                            // does not wait in the queue, and take the spare
+                            // again; when no descriptor is free for it, back
+                            // off a little so that closing connections free
+                            // some.
                             spare.release();
                             match tokio::time::timeout(Duration::from_millis(5), listener.accept()).await {
                                 Ok(Ok((stream, _))) => {
