@@ -107,15 +107,73 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let fd = raise_fd_limit();
     rt.block_on(async move {
         eprintln!("wshub: {}", config.describe());
+        let connection_limit = config.client.connection_limit;
+        let configured_max = config.http_server.max_connections;
         let broker = make_broker(&config).await?;
         let server = wshub_server::Server::bind(config, broker, &addr).await?;
+        log_capacity(&server, fd, connection_limit, configured_max);
         println!("listening on {}://{}", server.scheme(), server.local_addr());
         server.run(shutdown_signal()).await;
         eprintln!("wshub: stopped");
         Ok(())
     })
+}
+
+/// Raises the soft open-file limit to the hard one: the limit in force and
+/// the one before, when it was raised.
+fn raise_fd_limit() -> (Option<u64>, Option<u64>) {
+    match wshub_server::capacity::raise_fd_limit() {
+        Ok(l) => (Some(l.soft), l.raised_from),
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit: {e}");
+            (wshub_server::capacity::fd_limit(), None)
+        }
+    }
+}
+
+/// Says how many connections the node can hold, and warns when the
+/// configured limits expect more than the open-file limit allows.
+fn log_capacity(
+    server: &wshub_server::Server,
+    (fd, raised_from): (Option<u64>, Option<u64>),
+    connection_limit: u64,
+    configured_max: u32,
+) {
+    let cap = server.max_connections() as u64;
+    let fd_text = match (fd, raised_from) {
+        (Some(n), Some(from)) => format!("{n} (raised from {from})"),
+        (Some(n), None) => n.to_string(),
+        (None, _) => "unknown".to_owned(),
+    };
+    eprintln!(
+        "wshub: capacity: {cap} open connections (http_server.max_connections{}), open-file \
+         limit {fd_text}, listen backlog {}",
+        if configured_max == 0 {
+            " from the open-file limit"
+        } else {
+            ""
+        },
+        server.listen_backlog()
+    );
+    if let Some(fd) = fd {
+        let usable = wshub_server::capacity::default_max_connections(fd);
+        if cap > usable {
+            tracing::warn!(
+                "http_server.max_connections {cap} is above what the open-file limit {fd} \
+                 allows ({usable} after a reserve for the broker and logs): accept will run \
+                 out of descriptors first (raise `ulimit -n`)"
+            );
+        }
+    }
+    if connection_limit > cap {
+        tracing::warn!(
+            "client.connection_limit {connection_limit} is above the {cap} connections the node \
+             can hold (raise `ulimit -n` or http_server.max_connections)"
+        );
+    }
 }
 
 /// The broker the configuration selects: memory (one node), Redis

@@ -7,9 +7,9 @@
 //! way round.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -396,6 +396,9 @@ pub struct Hub {
     /// emptied and refilled at once stays subscribed at the broker.
     sub_locks: Vec<tokio::sync::Mutex<()>>,
     users: Mutex<HashMap<String, HashMap<String, Arc<ClientHandle>>>>,
+    /// Connections registered in `users` (changed under its lock), so that
+    /// counting them costs O(1) on every connect.
+    clients: AtomicUsize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -419,6 +422,7 @@ impl Hub {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             users: Mutex::default(),
+            clients: AtomicUsize::new(0),
         }
     }
 
@@ -562,17 +566,22 @@ impl Hub {
     /// Registers a connection of `user`.
     pub fn add_user(&self, user: &str, handle: Arc<ClientHandle>) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        users
+        let old = users
             .entry(user.to_owned())
             .or_default()
             .insert(handle.id().to_owned(), handle);
+        if old.is_none() {
+            self.clients.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Unregisters a connection of `user`.
     pub fn remove_user(&self, user: &str, client: &str) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = users.get_mut(user) {
-            m.remove(client);
+            if m.remove(client).is_some() {
+                self.clients.fetch_sub(1, Ordering::Relaxed);
+            }
             if m.is_empty() {
                 users.remove(user);
             }
@@ -594,17 +603,23 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// How many connections `user` has (O(1)).
+    pub fn user_client_count(&self, user: &str) -> usize {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.get(user).map_or(0, HashMap::len)
+    }
+
     /// Every connection.
     pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         users.values().flat_map(|m| m.values().cloned()).collect()
     }
 
-    /// Number of connections and of distinct users.
+    /// Number of connections and of distinct users (O(1): no scan of the
+    /// users table, which every connect would otherwise pay for).
     pub fn client_counts(&self) -> (usize, usize) {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let users_set: HashSet<&String> = users.keys().collect();
-        (users.values().map(HashMap::len).sum(), users_set.len())
+        (self.clients.load(Ordering::Relaxed), users.len())
     }
 }
 
@@ -694,6 +709,26 @@ mod tests {
         h.end_pending("ch", Some(Bytes::from_static(b"reply")), 3);
         let d = h.drain();
         assert_eq!(d.frames, vec!["o1", "reply", "p4"]);
+    }
+
+    #[test]
+    fn client_counts_follow_adds_and_removes() {
+        let hub = Hub::new();
+        let h = |id: &str| Arc::new(ClientHandle::new(id, Encoding::Json, 0));
+        hub.add_user("u1", h("a"));
+        hub.add_user("u1", h("b"));
+        hub.add_user("u2", h("c"));
+        hub.add_user("", h("d"));
+        hub.add_user("u1", h("a")); // the same connection again
+        assert_eq!(hub.client_counts(), (4, 3));
+        assert_eq!(hub.user_client_count("u1"), 2);
+        hub.remove_user("u1", "a");
+        hub.remove_user("u1", "a"); // twice: counted once
+        hub.remove_user("u9", "zz"); // unknown
+        assert_eq!(hub.client_counts(), (3, 3));
+        hub.remove_user("u1", "b");
+        assert_eq!(hub.client_counts(), (2, 2));
+        assert_eq!(hub.user_client_count("u1"), 0);
     }
 
     #[test]

@@ -375,15 +375,14 @@ impl Session {
             tracing::info!("connect without a token refused");
             return Err(bad_request());
         }
-        let (clients, _) = self.node.hub().client_counts();
         let limit = cfg.client.connection_limit as usize;
-        if limit > 0 && clients >= limit {
+        if limit > 0 && self.node.hub().client_counts().0 >= limit {
             return Err(DisconnectCode::CONNECTION_LIMIT.to_disconnect());
         }
         let per_user = cfg.client.user_connection_limit as usize;
         if per_user > 0
             && !self.user.is_empty()
-            && self.node.hub().user_clients(&self.user, "").len() >= per_user
+            && self.node.hub().user_client_count(&self.user) >= per_user
         {
             return Err(DisconnectCode::CONNECTION_LIMIT.to_disconnect());
         }

@@ -67,11 +67,9 @@ pub(crate) async fn route(
             ),
         }
     } else if cfg.prometheus.enabled && path == metrics_path {
-        full(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            shared.node.metrics_text(),
-        )
+        let mut text = shared.node.metrics_text();
+        shared.admission.render(&mut text);
+        full(StatusCode::OK, "text/plain; version=0.0.4", text)
     } else if cfg.demo.enabled && req.method() == Method::GET {
         // The demo lives under its prefix and, for convenience, at `/`.
         static_file(path.strip_prefix(&demo_prefix).unwrap_or(&path))

@@ -11,6 +11,7 @@ mod browser;
 mod cluster;
 mod connect_cli;
 mod echo_strict;
+mod front_limits;
 mod node_peer;
 mod payload;
 mod python_peer;

@@ -123,7 +123,8 @@ fn join_errors(errors: &[ValidationError]) -> String {
 #[serde(default)]
 #[non_exhaustive]
 pub struct Config {
-    /// `http_server`: listen address, port, TLS.
+    /// `http_server`: listen address, port, TLS, connection timeouts and
+    /// limits.
     pub http_server: HttpServerConfig,
     /// `log`: level and file.
     pub log: LogConfig,
@@ -172,6 +173,32 @@ pub struct HttpServerConfig {
     pub tls_external: bool,
     /// `internal_tls`: TLS for the internal port.
     pub internal_tls: TlsConfig,
+    /// `read_header_timeout` (wshub; Centrifugo v6 has no key for it): how
+    /// long a client may take to send a request's line and headers, counted
+    /// from the accept for the first request and from the first byte for
+    /// the next ones on a keep-alive connection. Over it the connection is
+    /// closed. Default 10s; 0 disables it (not recommended: a silent or
+    /// half-sent request would hold its socket forever).
+    pub read_header_timeout: Duration,
+    /// `idle_timeout` (wshub): how long a keep-alive connection may stay
+    /// open with no request after its last response. Default 60s; 0
+    /// disables it. Never applies to a WebSocket after the upgrade or to a
+    /// request still being answered.
+    pub idle_timeout: Duration,
+    /// `tls_handshake_timeout` (wshub): how long a client on a TLS
+    /// listener may take to complete the handshake. Default 10s; 0
+    /// disables it.
+    pub tls_handshake_timeout: Duration,
+    /// `listen_backlog` (wshub): length of the queue of connections the
+    /// kernel accepted that wshub has not taken yet, default 4096. The
+    /// kernel caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
+    /// `max_connections` (wshub): open sockets (HTTP and WebSocket) the
+    /// node holds at most; a connection over it is answered `503 Service
+    /// Unavailable` with `Retry-After` and closed, before any request is
+    /// read. 0 (the default) picks the open-file limit minus a reserve of
+    /// max(64, 5%) for the broker, logs and the listener.
+    pub max_connections: u32,
 }
 
 impl Default for HttpServerConfig {
@@ -184,6 +211,11 @@ impl Default for HttpServerConfig {
             tls: TlsConfig::default(),
             tls_external: false,
             internal_tls: TlsConfig::default(),
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            listen_backlog: 4096,
+            max_connections: 0,
         }
     }
 }

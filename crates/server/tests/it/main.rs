@@ -4,6 +4,7 @@
 
 mod api;
 mod client_protocol;
+mod http_timeouts;
 mod limits;
 mod metrics;
 mod support;
