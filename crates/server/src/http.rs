@@ -249,7 +249,8 @@ fn api_key(req: &Request<Incoming>) -> Option<String> {
         .then(|| key.trim().to_owned())
 }
 
-/// An API answer with status `status` and a plain-text message.
+/// The answer for an API error that is not a method reply: its HTTP status
+/// ([`api::ApiErrorKind::http_status`]) and the message as plain text.
 fn api_error(e: &api::ApiError) -> Response<Body> {
     let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = full(
