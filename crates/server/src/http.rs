@@ -284,7 +284,8 @@ impl hyper::body::Body for ChannelBody {
 /// Reads an API request body of at most [`MAX_API_BODY`] bytes, holding
 /// permits of the node's body budget (`http_api.max_in_flight_body_size`)
 /// for every byte: up front for a declared `Content-Length`, per chunk
-/// otherwise. Over either limit: the error answer.
+/// otherwise. Over either limit, or not all in within
+/// `http_api.request_body_timeout`: the error answer.
 async fn read_api_body(
     shared: &Shared,
     req: Request<Incoming>,
@@ -336,7 +337,26 @@ async fn read_api_body(
         buf.reserve_exact(n as usize);
     }
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
+    let deadline =
+        tokio::time::Instant::now() + node.config().http_api.request_body_timeout.as_std();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                node.metrics().inc(
+                    wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+                    "limit=\"request_body_timeout\"",
+                );
+                let mut r = text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received within http_api.request_body_timeout",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(r);
+            }
+        };
         let Ok(frame) = frame else {
             return Err(text(
                 StatusCode::BAD_REQUEST,

@@ -629,10 +629,14 @@ pub struct HttpApiConfig {
     /// is answered 503. Each body is limited to 16 MiB on its own. Default
     /// 64 MiB.
     pub max_in_flight_body_size: u64,
+    /// `request_body_timeout` (wshub): how long reading an API request's
+    /// body may take once its headers are in; past it the request is
+    /// answered 408 and its bytes leave the in-flight budget. Default 30 s.
+    pub request_body_timeout: Duration,
     /// `response_write_timeout` (wshub): how long a streamed `batch` answer
     /// may wait for the caller to read; past it the batch stops (the
-    /// commands not yet run are not run) and the connection is closed.
-    /// Default 30 s.
+    /// commands not yet run are not run) and the answer ends there, cut
+    /// short (not valid JSON). Default 30 s.
     pub response_write_timeout: Duration,
     /// `cluster_request_timeout` (wshub): how long `channels` waits for the
     /// other nodes' answers (a survey over the broker's control channel);
@@ -652,6 +656,7 @@ impl Default for HttpApiConfig {
             max_batch_commands: 10_000,
             max_broadcast_channels: 10_000,
             max_in_flight_body_size: 64 << 20,
+            request_body_timeout: Duration::from_secs(30),
             response_write_timeout: Duration::from_secs(30),
             cluster_request_timeout: Duration::from_secs(2),
         }

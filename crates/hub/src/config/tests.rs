@@ -778,6 +778,7 @@ fn http_api_limits_load_and_zero_is_refused() {
         "max_batch_commands": 5,
         "max_broadcast_channels": 7,
         "max_in_flight_body_size": 1000,
+        "request_body_timeout": "2s",
         "response_write_timeout": "1s",
         "cluster_request_timeout": "500ms",
     }}))
@@ -786,6 +787,7 @@ fn http_api_limits_load_and_zero_is_refused() {
     let a = &c.config.http_api;
     assert_eq!((a.max_batch_commands, a.max_broadcast_channels), (5, 7));
     assert_eq!(a.max_in_flight_body_size, 1000);
+    assert_eq!(a.request_body_timeout.as_std().as_millis(), 2000);
     assert_eq!(a.response_write_timeout.as_std().as_millis(), 1000);
     assert_eq!(a.cluster_request_timeout.as_std().as_millis(), 500);
     let d = HttpApiConfig::default();

@@ -523,3 +523,32 @@ async fn batch_stops_when_the_caller_does_not_read() {
     drop(s);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_times_out_and_frees_its_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = dev_config();
+    cfg.http_api.request_body_timeout = std::time::Duration::from_secs(1).into();
+    cfg.http_api.max_in_flight_body_size = 1000;
+    let srv = start(cfg).await;
+    let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{\"channel\"",
+    )
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let mut out = String::new();
+    tokio::time::timeout(crate::support::T, slow.read_to_string(&mut out))
+        .await
+        .expect("answered and closed in time")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("http_api.request_body_timeout"), "{out}");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900));
+    // Its 900 bytes are free again.
+    let body = format!(r#"{{"channel":"t","data":"{}"}}"#, "x".repeat(800));
+    let (status, text) = srv.post("/api/publish", &body, &[]).await;
+    assert_eq!(status, 200, "{text}");
+    srv.shutdown().await;
+}
