@@ -207,6 +207,55 @@ pub fn reply(r: Result<Value, ApiError>) -> Value {
     }
 }
 
+/// A method's result: a JSON value, or JSON text written as it was built
+/// (`broadcast`'s per-channel answers, which as a tree would cost a map
+/// per channel).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// A JSON value.
+    Value(Value),
+    /// JSON text (valid JSON, built by this module).
+    Json(String),
+}
+
+impl Answer {
+    /// Appends the JSON text of the answer to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            // Writing a Value into a Vec cannot fail.
+            Answer::Value(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Answer::Json(s) => out.extend_from_slice(s.as_bytes()),
+        }
+    }
+    /// The answer as a JSON value (parses [`Answer::Json`]).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Answer::Value(v) => v.clone(),
+            Answer::Json(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// The JSON text of the answer for a call's outcome: `{"result": ...}` or
+/// `{"error": {...}}`.
+pub fn reply_json(r: &Result<Answer, ApiError>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match r {
+        Ok(a) => {
+            out.extend_from_slice(b"{\"result\":");
+            a.write_json(&mut out);
+            out.push(b'}');
+        }
+        Err(e) => {
+            let _ = serde_json::to_writer(&mut out, &error_value(e));
+        }
+    }
+    out
+}
+
 fn error_value(e: &ApiError) -> Value {
     json!({ "error": { "code": e.code, "message": e.message } })
 }
@@ -565,7 +614,7 @@ pub fn decode<'a>(
 /// Calls API `method` with a JSON `body`.
 ///
 /// Cancel safety: not cancel safe (a publish may be done or not).
-pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Answer, ApiError> {
     if let Some(m) = method_name(method) {
         node.metrics()
             .inc(Node::API_CALLS, format!("method=\"{m}\""));
@@ -586,22 +635,37 @@ fn channel_error(e: crate::config::ChannelError) -> ApiError {
 /// Runs a decoded request.
 ///
 /// Cancel safety: not cancel safe (a publish may be done or not).
-pub async fn execute(node: &Arc<Node>, req: Request<'_>) -> Result<Value, ApiError> {
+pub async fn execute(node: &Arc<Node>, req: Request<'_>) -> Result<Answer, ApiError> {
     match req.0 {
-        Req::Publish { req, data } => publish_one(node, &req.channel, data, &req).await,
         Req::Broadcast {
             req,
             channels,
             data,
         } => {
             // One publication at a time: the data is shared (`Bytes`), so
-            // nothing is copied per channel but the per-channel answer.
-            let mut responses = Vec::with_capacity(channels.len());
-            for c in &channels {
-                responses.push(reply(publish_one(node, c, data.clone(), &req).await));
+            // nothing is copied per channel; each channel's answer is
+            // written as text (a few dozen bytes, not a JSON map).
+            let mut out = Vec::with_capacity(16 + channels.len() * 48);
+            out.extend_from_slice(b"{\"responses\":[");
+            for (i, c) in channels.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let r = publish_one(node, c, data.clone(), &req).await;
+                out.extend_from_slice(&reply_json(&r.map(Answer::Value)));
             }
-            Ok(json!({ "responses": responses }))
+            out.extend_from_slice(b"]}");
+            // Only JSON text was written.
+            Ok(Answer::Json(String::from_utf8(out).unwrap_or_default()))
         }
+        other => execute_value(node, other).await.map(Answer::Value),
+    }
+}
+
+async fn execute_value(node: &Arc<Node>, req: Req<'_>) -> Result<Value, ApiError> {
+    match req {
+        Req::Publish { req, data } => publish_one(node, &req.channel, data, &req).await,
+        Req::Broadcast { .. } => Err(ApiError::new(ErrorCode::INTERNAL)),
         Req::Channel { method, req } => {
             let cfg = node.config();
             let o = channel_options(cfg, &req.channel)
@@ -953,18 +1017,19 @@ pub async fn run_batch(
             BatchCommand::Unknown => Err(ApiError::new(ErrorCode::METHOD_NOT_FOUND)),
             BatchCommand::Invalid(why) => Err(ApiError::bad(*why)),
         };
-        // Writing JSON into a Vec cannot fail.
-        let _ = match r {
-            Ok((method, v)) => {
+        match r {
+            Ok((method, a)) => {
                 buf.extend_from_slice(b"{\"");
                 buf.extend_from_slice(method.as_bytes());
                 buf.extend_from_slice(b"\":");
-                let w = serde_json::to_writer(&mut buf, &v);
+                a.write_json(&mut buf);
                 buf.push(b'}');
-                w
             }
-            Err(e) => serde_json::to_writer(&mut buf, &error_value(&e)),
-        };
+            Err(e) => {
+                // Writing JSON into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut buf, &error_value(&e));
+            }
+        }
         if buf.len() >= BATCH_CHUNK {
             let chunk = Bytes::from(std::mem::replace(
                 &mut buf,

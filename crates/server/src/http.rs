@@ -476,7 +476,7 @@ async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> R
             }
             api_error(&e)
         }
-        r => json(StatusCode::OK, &api::reply(r)),
+        r => full(StatusCode::OK, "application/json", api::reply_json(&r)),
     }
 }
 

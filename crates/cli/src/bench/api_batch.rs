@@ -4,7 +4,9 @@
 //! VmHWM before and after, and VmRSS sampled every 5 ms while the requests
 //! run. The peak growth is the sampled peak (or the VmHWM after, when it
 //! moved) minus VmRSS before. The gateway must allow N commands
-//! (`http_api.max_batch_commands`, e.g. `WSHUB_HTTP_API_MAX_BATCH_COMMANDS`).
+//! (`http_api.max_batch_commands`). With `--broadcast-channels N` each
+//! request is instead one `POST /api/broadcast` to N channels (the gateway
+//! must allow N: `http_api.max_broadcast_channels`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub struct ApiBatchArgs {
     /// Channel name prefix (the channels are `PREFIX0`, `PREFIX1`, ...).
     #[arg(long, default_value = "bench-api-")]
     channel_prefix: String,
+    /// Instead of batches: one `broadcast` to this many channels per request.
+    #[arg(long)]
+    broadcast_channels: Option<usize>,
     /// API key (`X-API-Key`), if the gateway needs one.
     #[arg(long)]
     api_key: Option<String>,
@@ -53,6 +58,17 @@ fn memory(pid: u32) -> Result<(u64, u64)> {
         (Some(rss), Some(hwm)) => Ok((rss, hwm)),
         _ => bail!("no VmRSS/VmHWM in /proc/{pid}/status"),
     }
+}
+
+fn broadcast_body(a: &ApiBatchArgs, n: usize) -> String {
+    let channels: Vec<String> = (0..n)
+        .map(|i| format!("\"{}{i}\"", a.channel_prefix))
+        .collect();
+    format!(
+        r#"{{"channels":[{}],"data":{{"payload":"{}"}}}}"#,
+        channels.join(","),
+        "x".repeat(1000)
+    )
 }
 
 fn batch_body(a: &ApiBatchArgs) -> String {
@@ -94,13 +110,19 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
-/// Sends one batch; returns (status, answer bytes on the wire, replies).
-async fn one_batch(addr: &str, key: Option<&str>, body: &str) -> Result<(u16, usize, usize)> {
+/// Sends one batch (or broadcast); returns (status, answer bytes on the
+/// wire, replies).
+async fn one_batch(
+    addr: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> Result<(u16, usize, usize)> {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     let mut req = format!(
-        "POST /api/batch HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
@@ -131,7 +153,10 @@ async fn one_batch(addr: &str, key: Option<&str>, body: &str) -> Result<(u16, us
         bail!("HTTP {status}: {}", String::from_utf8_lossy(&payload));
     }
     let v: serde_json::Value = serde_json::from_slice(&payload).context("answer is not JSON")?;
-    let replies = v["replies"].as_array().map_or(0, Vec::len);
+    let replies = v["replies"]
+        .as_array()
+        .or(v["result"]["responses"].as_array())
+        .map_or(0, Vec::len);
     Ok((status, out.len(), replies))
 }
 
@@ -142,14 +167,18 @@ pub async fn run(a: ApiBatchArgs) -> Result<()> {
         .context("--url must be http://HOST:PORT")?
         .trim_end_matches('/')
         .to_owned();
-    let body = Arc::new(batch_body(&a));
+    let (path, body, expected) = match a.broadcast_channels {
+        Some(n) => ("/api/broadcast", broadcast_body(&a, n), n),
+        None => ("/api/batch", batch_body(&a), a.commands),
+    };
+    let body = Arc::new(body);
     let (rss_before, hwm_before) = memory(a.server_pid)?;
     eprintln!(
-        "server before: VmRSS {} KiB, VmHWM {} KiB; sending {} x {} commands ({} bytes each)",
+        "server before: VmRSS {} KiB, VmHWM {} KiB; sending {} x {path} with {} items ({} bytes each)",
         rss_before,
         hwm_before,
         a.concurrency,
-        a.commands,
+        expected,
         body.len()
     );
     // Sample the server's RSS while the batches run.
@@ -171,7 +200,7 @@ pub async fn run(a: ApiBatchArgs) -> Result<()> {
     for _ in 0..a.concurrency.max(1) {
         let (addr, key, body) = (addr.clone(), a.api_key.clone(), body.clone());
         tasks.push(tokio::task::spawn_local(async move {
-            one_batch(&addr, key.as_deref(), &body).await
+            one_batch(&addr, path, key.as_deref(), &body).await
         }));
     }
     let mut answer_bytes = 0;
@@ -182,7 +211,7 @@ pub async fn run(a: ApiBatchArgs) -> Result<()> {
             Ok((_, bytes, n)) => {
                 answer_bytes += bytes;
                 replies += n;
-                if n != a.commands {
+                if n != expected {
                     errors += 1;
                 }
             }
@@ -211,7 +240,8 @@ pub async fn run(a: ApiBatchArgs) -> Result<()> {
     );
     let summary = serde_json::json!({
         "bench": "api-batch",
-        "commands": a.commands,
+        "path": path,
+        "commands": expected,
         "concurrency": a.concurrency.max(1),
         "body_bytes": body.len(),
         "answer_bytes": answer_bytes,
