@@ -3,8 +3,9 @@
 //! under test runs on the other; progress every second on stderr, one JSON
 //! summary line on stdout.
 //!
-//! `fanout` drives the gateway; `echo`, `latency` and `idle` drive any
-//! WebSocket echo server (`wshub echo`, and the peers in `bench/peers/`).
+//! `fanout` and `api-batch` drive the gateway; `echo`, `latency` and `idle`
+//! drive any WebSocket echo server (`wshub echo`, and the peers in
+//! `bench/peers/`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,6 +16,7 @@ use hdrhistogram::Histogram;
 use wshub_proto::Message;
 use wshub_ws::{connect, ClientOptions, MaybeTlsStream, WebSocket};
 
+mod api_batch;
 mod echo;
 mod idle;
 mod latency;
@@ -36,6 +38,10 @@ pub enum Bench {
     /// Open N connections (over several source addresses) and hold them,
     /// to read the server's memory per idle connection.
     Idle(idle::IdleArgs),
+    /// Server API batches: N publish commands in one `POST /api/batch`,
+    /// and the gateway's peak memory growth while it runs them
+    /// (`/proc/PID/status`).
+    ApiBatch(api_batch::ApiBatchArgs),
 }
 
 /// `wshub bench fanout` flags.
@@ -84,6 +90,7 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::Echo(a) => rt.block_on(local.run_until(echo::run(a))),
         Bench::Latency(a) => rt.block_on(local.run_until(latency::run(a))),
         Bench::Idle(a) => rt.block_on(local.run_until(idle::run(a))),
+        Bench::ApiBatch(a) => rt.block_on(local.run_until(api_batch::run(a))),
     }
 }
 

@@ -4,6 +4,17 @@
 //! action to its own connections; the sending node receives its own
 //! message too, so one code path serves one node and many.
 //!
+//! And surveys: a question to every other node with answers addressed to
+//! the asking node ([`SurveyRequest`], [`SurveyReply`]), used by the
+//! `channels` API method to report the channels of the whole cluster. The
+//! asker knows whom to wait for from the node registry and waits at most
+//! `http_api.cluster_request_timeout`, so a dead node that is still
+//! registered costs one timeout, never a hung request. A survey is asked
+//! when needed rather than every node publishing its channel list
+//! periodically: the answer is current, and nothing is sent while nobody
+//! asks. Answers are cut into parts of at most [`SURVEY_PART_BYTES`] so
+//! they pass NATS' default `max_payload` (1 MiB).
+//!
 //! The encoding is JSON with a version field: small, rare messages, and
 //! readable with `redis-cli monitor` or `nats sub` when debugging.
 //!
@@ -166,6 +177,136 @@ impl UserControl {
     }
 }
 
+/// Largest JSON size of one [`SurveyReply`] part (the channel names and
+/// counts; the envelope adds a little).
+pub const SURVEY_PART_BYTES: usize = 256 << 10;
+
+/// A question to every node but the asker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurveyRequest {
+    /// Format version (1).
+    pub v: u32,
+    /// The survey's id (unique per question).
+    pub survey: String,
+    /// The asking node's id (answers go to it).
+    pub from: String,
+    /// The question.
+    pub op: SurveyOp,
+}
+
+/// The question of a [`SurveyRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum SurveyOp {
+    /// The node's channels with at least one subscriber, and their
+    /// subscriber counts, for channels matching `pattern` (`*` wildcards;
+    /// empty: all).
+    Channels {
+        /// The pattern.
+        #[serde(default)]
+        pattern: String,
+    },
+}
+
+/// One part of one node's answer to a [`SurveyRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurveyReply {
+    /// Format version (1).
+    pub v: u32,
+    /// The survey's id.
+    pub survey_reply: String,
+    /// The asking node's id.
+    pub to: String,
+    /// The answering node's id.
+    pub from: String,
+    /// Part number, from 0.
+    pub part: u32,
+    /// Whether this is the node's last part.
+    pub last: bool,
+    /// `(channel, number of subscribers on the node)`.
+    #[serde(default)]
+    pub channels: Vec<(String, u64)>,
+}
+
+impl SurveyReply {
+    /// A node's answer to `req` in parts of at most [`SURVEY_PART_BYTES`]
+    /// (at least one part, the last with `last`).
+    pub fn parts(req: &SurveyRequest, from: &str, channels: Vec<(String, u64)>) -> Vec<Self> {
+        let mut parts = Vec::new();
+        let mut cur = Vec::new();
+        let mut size = 0usize;
+        for (c, n) in channels {
+            // Quotes, comma, brackets and up to 20 digits.
+            let len = c.len() + 26;
+            if !cur.is_empty() && size + len > SURVEY_PART_BYTES {
+                parts.push(std::mem::take(&mut cur));
+                size = 0;
+            }
+            size += len;
+            cur.push((c, n));
+        }
+        parts.push(cur);
+        let count = parts.len();
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, channels)| SurveyReply {
+                v: 1,
+                survey_reply: req.survey.clone(),
+                to: req.from.clone(),
+                from: from.to_owned(),
+                part: i as u32,
+                last: i + 1 == count,
+                channels,
+            })
+            .collect()
+    }
+}
+
+/// Any message of the control channel.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ControlMessage {
+    /// An action on a user's connections.
+    User(UserControl),
+    /// A survey question.
+    Survey(SurveyRequest),
+    /// A part of a survey answer.
+    SurveyReply(SurveyReply),
+}
+
+impl ControlMessage {
+    /// Encodes for [`Broker::publish_control`](crate::broker::Broker::publish_control).
+    pub fn encode(&self) -> Bytes {
+        // Plain strings and numbers: serializing cannot fail.
+        let v = match self {
+            ControlMessage::User(u) => return u.encode(),
+            ControlMessage::Survey(s) => serde_json::to_vec(s),
+            ControlMessage::SurveyReply(r) => serde_json::to_vec(r),
+        };
+        Bytes::from(v.unwrap_or_default())
+    }
+
+    /// Decodes a control message; `None` for anything else (a message from
+    /// a newer node, garbage on the backend).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            User(UserControl),
+            Survey(SurveyRequest),
+            Reply(SurveyReply),
+        }
+        match serde_json::from_slice::<Any>(b).ok()? {
+            Any::User(u) if u.v == 1 => Some(ControlMessage::User(u)),
+            Any::Survey(s) if s.v == 1 => Some(ControlMessage::Survey(s)),
+            Any::Reply(r) if r.v == 1 => Some(ControlMessage::SurveyReply(r)),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +341,50 @@ mod tests {
         assert!(UserControl::decode(b"\x00garbage").is_none());
         assert!(UserControl::decode(
             br#"{"v":2,"user":"a","action":{"type":"unsubscribe","channel":"x"}}"#
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn surveys_round_trip_and_split_into_parts() {
+        let req = SurveyRequest {
+            v: 1,
+            survey: "s1".into(),
+            from: "n1".into(),
+            op: SurveyOp::Channels {
+                pattern: "chat:*".into(),
+            },
+        };
+        let m = ControlMessage::Survey(req.clone());
+        assert_eq!(ControlMessage::decode(&m.encode()), Some(m));
+        let user = UserControl::new("a", "", &Control::Unsubscribe("x".into())).unwrap();
+        let m = ControlMessage::User(user);
+        assert_eq!(ControlMessage::decode(&m.encode()), Some(m));
+
+        let none = SurveyReply::parts(&req, "n2", Vec::new());
+        assert_eq!(none.len(), 1);
+        assert!(none[0].last && none[0].to == "n1" && none[0].from == "n2");
+
+        let many: Vec<(String, u64)> = (0..30_000).map(|i| (format!("chat:{i:08}"), 1)).collect();
+        let parts = SurveyReply::parts(&req, "n2", many);
+        assert!(parts.len() > 1);
+        let mut total = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let enc = ControlMessage::SurveyReply(p.clone()).encode();
+            assert!(
+                enc.len() < SURVEY_PART_BYTES + 1024,
+                "part {i}: {}",
+                enc.len()
+            );
+            assert_eq!(p.part as usize, i);
+            assert_eq!(p.last, i + 1 == parts.len());
+            total += p.channels.len();
+            let back = ControlMessage::decode(&enc).unwrap();
+            assert_eq!(back, ControlMessage::SurveyReply(p.clone()));
+        }
+        assert_eq!(total, 30_000);
+        assert!(ControlMessage::decode(
+            br#"{"v":2,"survey":"s","from":"n","op":{"type":"channels"}}"#
         )
         .is_none());
     }

@@ -4,8 +4,8 @@
 //! is encoded once per encoding in use and the same bytes are queued for
 //! every subscriber.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::broker::{
     self, Broker, BrokerError, BrokerEventHandler, HistoryFilter, HistoryOptions, NodeInfo,
     StreamPosition,
 };
-use crate::cluster::UserControl;
+use crate::cluster::{ControlMessage, SurveyOp, SurveyReply, SurveyRequest, UserControl};
 use crate::config::Config;
 use crate::hub::{Advance, Control, Hub};
 use crate::metrics::{
@@ -147,6 +147,12 @@ pub struct Node {
     started: Instant,
     framer: Framer,
     name: Mutex<String>,
+    /// Surveys this node asked and waits for: id → where answers go.
+    surveys: Mutex<HashMap<String, tokio::sync::mpsc::Sender<SurveyReply>>>,
+    /// Survey answers being computed and sent.
+    survey_answers: AtomicUsize,
+    /// Bytes of API request bodies held (`http_api.max_in_flight_body_size`).
+    api_body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// How often a node refreshes its registration (`/api/info`).
@@ -230,14 +236,23 @@ impl BrokerEventHandler for Handler {
         let Some(node) = self.0.upgrade() else {
             return;
         };
-        match UserControl::decode(&data) {
-            Some(c) => {
+        match ControlMessage::decode(&data) {
+            Some(ControlMessage::User(c)) => {
                 let clients = node.hub.user_clients(&c.user, &c.client);
                 let control = c.control();
                 for h in clients {
                     h.control(control.clone());
                 }
             }
+            Some(ControlMessage::Survey(req)) if req.from != node.id => node.answer_survey(req),
+            Some(ControlMessage::SurveyReply(r)) if r.to == node.id => {
+                let surveys = node.surveys.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(tx) = surveys.get(&r.survey_reply) {
+                    // Full: the asker is not reading (it gave up); drop.
+                    let _ = tx.try_send(r);
+                }
+            }
+            Some(_) => {}
             None => tracing::warn!(len = data.len(), "ignoring an unknown control message"),
         }
     }
@@ -337,6 +352,9 @@ impl Node {
     ) -> Result<Arc<Node>, NodeError> {
         let verifiers = Verifiers::from_config(&config)?;
         let metrics = Metrics::default();
+        let api_budget = usize::try_from(config.http_api.max_in_flight_body_size)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         // Every broker call goes through the wrapper, which counts failures.
         let broker: Arc<dyn Broker> =
             Arc::new(MeteredBroker::new(broker, metrics.broker_errors.clone()));
@@ -350,6 +368,9 @@ impl Node {
             started: Instant::now(),
             framer,
             name: Mutex::new(default_node_name()),
+            surveys: Mutex::new(HashMap::new()),
+            survey_answers: AtomicUsize::new(0),
+            api_body_budget: Arc::new(tokio::sync::Semaphore::new(api_budget)),
         });
         node.metrics.broker_up.store(1, Ordering::Relaxed);
         node.broker
@@ -426,6 +447,162 @@ impl Node {
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         all.insert(0, self.info());
         all
+    }
+
+    /// The budget of API request body bytes the node holds at once
+    /// (`http_api.max_in_flight_body_size`, one permit per byte): a
+    /// transport takes permits for a body before it reads it and keeps
+    /// them until the answer is written.
+    pub fn api_body_budget(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.api_body_budget
+    }
+
+    /// Channels with subscribers on this node matching `pattern`, with
+    /// their subscriber counts.
+    fn local_channels(&self, pattern: &str) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .hub
+            .channels()
+            .into_iter()
+            .filter(|(c, _)| crate::api::glob(pattern, c))
+            .map(|(c, n)| (c, n as u64))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Channels with subscribers on any node of the cluster matching
+    /// `pattern` (`*` wildcards; empty: all), with subscriber counts summed
+    /// over the nodes. The other nodes are asked with a survey over the
+    /// control channel; the nodes of the registry that have not answered
+    /// within `http_api.cluster_request_timeout` are left out (and counted
+    /// in `wshub_api_survey_timeouts_total`), so a dead node that is still
+    /// registered delays the answer by at most the timeout.
+    ///
+    /// Cancel safety: cancel safe (nothing is left behind but a survey
+    /// whose late answers are dropped).
+    pub async fn cluster_channels(&self, pattern: &str) -> BTreeMap<String, u64> {
+        let mut merged: BTreeMap<String, u64> = self.local_channels(pattern).into_iter().collect();
+        let timeout = self.config.http_api.cluster_request_timeout.as_std();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let others: HashSet<String> = match tokio::time::timeout_at(deadline, self.broker.nodes())
+            .await
+        {
+            Ok(Ok(v)) => v
+                .into_iter()
+                .map(|n| n.id)
+                .filter(|id| *id != self.id)
+                .collect(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "channels: cannot list nodes; answering for this node");
+                return merged;
+            }
+            Err(_) => {
+                tracing::warn!("channels: node list timed out; answering for this node");
+                return merged;
+            }
+        };
+        if others.is_empty() {
+            return merged;
+        }
+        let id = random_id();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        self.surveys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        struct Forget<'a>(&'a Node, &'a str);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .surveys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(self.1);
+            }
+        }
+        let _forget = Forget(self, &id);
+        let req = SurveyRequest {
+            v: 1,
+            survey: id.clone(),
+            from: self.id.clone(),
+            op: SurveyOp::Channels {
+                pattern: pattern.to_owned(),
+            },
+        };
+        let sent = tokio::time::timeout_at(
+            deadline,
+            self.broker
+                .publish_control(ControlMessage::Survey(req).encode()),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!("channels: cannot ask the other nodes; answering for this node");
+            self.metrics.add(
+                Node::SURVEY_TIMEOUTS,
+                "op=\"channels\"",
+                others.len() as u64,
+            );
+            return merged;
+        }
+        // Per node: parts received and the number of parts (known from the last).
+        let mut progress: HashMap<String, (u32, Option<u32>)> = HashMap::new();
+        let mut waiting = others;
+        while !waiting.is_empty() {
+            let r = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => break,
+            };
+            for (c, n) in r.channels {
+                let e = merged.entry(c).or_default();
+                *e = e.saturating_add(n);
+            }
+            let p = progress.entry(r.from.clone()).or_default();
+            p.0 += 1;
+            if r.last {
+                p.1 = Some(r.part.saturating_add(1));
+            }
+            if p.1 == Some(p.0) {
+                waiting.remove(&r.from);
+            }
+        }
+        if !waiting.is_empty() {
+            tracing::warn!(
+                nodes = ?waiting,
+                "channels: nodes did not answer in time; left out"
+            );
+            self.metrics.add(
+                Node::SURVEY_TIMEOUTS,
+                "op=\"channels\"",
+                waiting.len() as u64,
+            );
+        }
+        merged
+    }
+
+    /// Answers another node's survey (in a task; at most a few at once,
+    /// the others are dropped and the asker times out).
+    fn answer_survey(self: &Arc<Self>, req: SurveyRequest) {
+        const MAX_ANSWERS: usize = 4;
+        if self.survey_answers.fetch_add(1, Ordering::AcqRel) >= MAX_ANSWERS {
+            self.survey_answers.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(survey = %req.survey, "too many surveys at once; not answering");
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let channels = match &req.op {
+                SurveyOp::Channels { pattern } => node.local_channels(pattern),
+            };
+            for part in SurveyReply::parts(&req, &node.id, channels) {
+                let msg = ControlMessage::SurveyReply(part).encode();
+                if let Err(e) = node.broker.publish_control(msg).await {
+                    tracing::warn!(error = %e, "cannot answer a survey");
+                    break;
+                }
+            }
+            node.survey_answers.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Applies `control` to the connections of `user` (only `client` when
@@ -799,6 +976,10 @@ impl Node {
     pub const MESSAGES_SENT: &'static str = "wshub_node_messages_sent_total";
     /// API calls by method.
     pub const API_CALLS: &'static str = "wshub_api_calls_total";
+    /// Nodes that did not answer a survey in time, by operation.
+    pub const SURVEY_TIMEOUTS: &'static str = "wshub_api_survey_timeouts_total";
+    /// API requests refused or cut short by a limit, by limit.
+    pub const API_LIMIT_EXCEEDED: &'static str = "wshub_api_limit_exceeded_total";
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use wshub_hub::api;
 use wshub_hub::limits::LIMIT_EXCEEDED;
@@ -247,6 +247,149 @@ fn api_key(req: &Request<Incoming>) -> Option<String> {
         .then(|| key.trim().to_owned())
 }
 
+/// The answer for an API error that is not a method reply: its HTTP status
+/// ([`api::ApiErrorKind::http_status`]) and the message as plain text.
+fn api_error(e: &api::ApiError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = full(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{}\n", e.message),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// A streamed answer: the chunks `run_batch` sends, as they come.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Reads an API request body of at most [`MAX_API_BODY`] bytes, holding
+/// permits of the node's body budget (`http_api.max_in_flight_body_size`)
+/// for every byte: up front for a declared `Content-Length`, per chunk
+/// otherwise. Over either limit, or not all in within
+/// `http_api.request_body_timeout`: the error answer.
+async fn read_api_body(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Response<Body>> {
+    let node = &shared.node;
+    let limit = node.config().http_api.max_in_flight_body_size;
+    let busy = || {
+        node.metrics().inc(
+            wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+            "limit=\"max_in_flight_body_size\"",
+        );
+        api_error(&api::ApiError::busy(format!(
+            "server busy: API request bodies in flight would pass \
+             http_api.max_in_flight_body_size ({limit} bytes); retry later"
+        )))
+    };
+    let too_large = || {
+        node.metrics().inc(
+            wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+            "limit=\"body_size\"",
+        );
+        full(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain; charset=utf-8",
+            format!("request body larger than {MAX_API_BODY} bytes\n"),
+        )
+    };
+    let budget = node.api_body_budget().clone();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut permit = None;
+    let mut buf = Vec::new();
+    if let Some(n) = declared {
+        if n > MAX_API_BODY as u64 {
+            return Err(too_large());
+        }
+        if n > 0 {
+            // `n` <= 16 MiB fits u32.
+            permit = Some(
+                budget
+                    .clone()
+                    .try_acquire_many_owned(n as u32)
+                    .map_err(|_| busy())?,
+            );
+        }
+        buf.reserve_exact(n as usize);
+    }
+    let mut body = req.into_body();
+    let deadline =
+        tokio::time::Instant::now() + node.config().http_api.request_body_timeout.as_std();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                node.metrics().inc(
+                    wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+                    "limit=\"request_body_timeout\"",
+                );
+                let mut r = text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received within http_api.request_body_timeout",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(r);
+            }
+        };
+        let Ok(frame) = frame else {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "bad request: cannot read the body",
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > MAX_API_BODY {
+            return Err(too_large());
+        }
+        if declared.is_none() && !data.is_empty() {
+            let p = budget
+                .clone()
+                .try_acquire_many_owned(data.len() as u32)
+                .map_err(|_| busy())?;
+            match &mut permit {
+                Some(all) => all.merge(p),
+                None => permit = Some(p),
+            }
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(buf), permit))
+}
+
+/// The server API: `POST {prefix}/<method>` with a JSON body, and the
+/// batch at `{prefix}` or `{prefix}/batch`. A body that is not a request
+/// of the method, or passes `http_api.max_batch_commands` or
+/// `http_api.max_broadcast_channels`, is answered 400 with a plain-text
+/// message naming the problem; the method's own errors are 200 with
+/// `{"error": ...}` (Centrifugo's way). A batch runs in a task of its own
+/// and its answer is streamed (chunked) as its commands complete; a caller
+/// that goes away stops it.
 async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> Response<Body> {
     let cfg = shared.node.config().clone();
     if req.method() != Method::POST {
@@ -261,27 +404,78 @@ async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> R
         }
     }
     let method = rest.trim_start_matches('/').to_owned();
-    let body = match Limited::new(req.into_body(), MAX_API_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return text(StatusCode::BAD_REQUEST, "bad request"),
-    };
-    let node = &shared.node;
-    if method.is_empty() || method == "batch" {
-        return match api::call_batch(node, &body).await {
-            Ok(v) => json(StatusCode::OK, &v),
-            Err(_) => text(StatusCode::BAD_REQUEST, "bad request"),
-        };
-    }
-    if !api::is_method(&method) {
+    let is_batch = method.is_empty() || method == "batch";
+    if !is_batch && !api::is_method(&method) {
         return text(StatusCode::NOT_FOUND, "not found");
     }
-    let r = api::call(node, &method, &body).await;
-    if let Err(e) = &r {
-        if e.code == 107 && e.message.starts_with("bad request:") {
-            return text(StatusCode::BAD_REQUEST, "bad request");
-        }
+    let (body, permit) = match read_api_body(&shared, req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let node = &shared.node;
+    let limits = api::ApiLimits::from_config(&cfg.http_api);
+    if is_batch {
+        let batch = match api::decode_batch(&body, &limits) {
+            Ok(b) => b,
+            Err(e) => {
+                if e.kind == api::ApiErrorKind::TooLarge {
+                    node.metrics().inc(
+                        wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+                        "limit=\"max_batch_commands\"",
+                    );
+                }
+                return api_error(&e);
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let node = node.clone();
+        let write_timeout = cfg.http_api.response_write_timeout.as_std();
+        tokio::spawn(async move {
+            // Held until the batch is done: the body stays counted.
+            let _permit = permit;
+            match api::run_batch(&node, &body, &batch, &tx, write_timeout).await {
+                api::BatchOutcome::Done => {}
+                api::BatchOutcome::Stalled { ran } => {
+                    node.metrics().inc(
+                        wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+                        "limit=\"response_write_timeout\"",
+                    );
+                    tracing::info!(
+                        ran,
+                        commands = batch.len(),
+                        "batch stopped: the caller does not read the answer"
+                    );
+                }
+                outcome => {
+                    tracing::info!(
+                        ?outcome,
+                        commands = batch.len(),
+                        "batch stopped: caller gone"
+                    );
+                }
+            }
+        });
+        let mut r = Response::new(ChannelBody(rx).boxed());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return r;
     }
-    json(StatusCode::OK, &api::reply(r))
+    let r = api::call(node, &method, &body).await;
+    drop(permit);
+    match r {
+        Err(e) if e.kind != api::ApiErrorKind::Reply => {
+            if e.kind == api::ApiErrorKind::TooLarge {
+                node.metrics().inc(
+                    wshub_hub::node::Node::API_LIMIT_EXCEEDED,
+                    "limit=\"max_broadcast_channels\"",
+                );
+            }
+            api_error(&e)
+        }
+        r => full(StatusCode::OK, "application/json", api::reply_json(&r)),
+    }
 }
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {

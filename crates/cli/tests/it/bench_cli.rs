@@ -245,3 +245,67 @@ fn fanout_bench_delivers_every_publication_to_every_subscriber() {
         "{summary}"
     );
 }
+
+#[test]
+fn api_batch_bench_runs_100k_commands_and_a_100k_channel_broadcast_in_bounded_memory() {
+    let dir = std::env::temp_dir().join(format!("wshub-api-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"http_api": {"insecure": true, "max_batch_commands": 100000,
+            "max_broadcast_channels": 100000}}"#,
+    )
+    .unwrap();
+    let mut cmd = wshub();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG");
+    let mut server = Proc::spawn("wshub serve", cmd);
+    let line = server.next_line(crate::support::STARTUP);
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .to_owned();
+    let pid = server.pid().to_string();
+    let s = bench_summary(
+        &server,
+        &[
+            "api-batch",
+            "--url",
+            &url,
+            "--commands",
+            "100000",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["replies"], 100_000, "{s}");
+    let growth = s["peak_growth_mib"].as_f64().unwrap();
+    // The body is 5.5 MiB; before the batch was streamed it was ~190 MiB.
+    assert!(growth < 32.0, "peak RSS growth {growth} MiB: {s}");
+    assert!(s["hwm_after_kib"].as_u64().unwrap() >= s["rss_before_kib"].as_u64().unwrap());
+    // One broadcast to 100,000 channels (a JSON map per channel's answer
+    // cost ~140 MiB).
+    let s = bench_summary(
+        &server,
+        &[
+            "api-batch",
+            "--url",
+            &url,
+            "--broadcast-channels",
+            "100000",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (s["errors"].as_u64(), s["replies"].as_u64()),
+        (Some(0), Some(100_000)),
+        "{s}"
+    );
+    let growth = s["peak_growth_mib"].as_f64().unwrap();
+    assert!(growth < 32.0, "broadcast peak RSS growth {growth} MiB: {s}");
+}

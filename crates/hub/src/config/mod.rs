@@ -661,6 +661,34 @@ pub struct HttpApiConfig {
     pub external: bool,
     /// `insecure`: no key required. Development only.
     pub insecure: bool,
+    /// `max_batch_commands` (wshub; Centrifugo has no such key): the most
+    /// commands one `batch` request may carry; a batch with more is
+    /// answered 400 before any of its commands runs. Default 10,000.
+    pub max_batch_commands: usize,
+    /// `max_broadcast_channels` (wshub): the most channels of one
+    /// `broadcast`; more is answered 400 (a `broadcast` inside a batch gets
+    /// the error as its reply). Default 10,000.
+    pub max_broadcast_channels: usize,
+    /// `max_in_flight_body_size` (wshub): bytes of API request bodies the
+    /// node holds at once over all requests (a request's body stays
+    /// counted until its answer is written). A request that would pass it
+    /// is answered 503. Each body is limited to 16 MiB on its own. Default
+    /// 64 MiB.
+    pub max_in_flight_body_size: u64,
+    /// `request_body_timeout` (wshub): how long reading an API request's
+    /// body may take once its headers are in; past it the request is
+    /// answered 408 and its bytes leave the in-flight budget. Default 30 s.
+    pub request_body_timeout: Duration,
+    /// `response_write_timeout` (wshub): how long a streamed `batch` answer
+    /// may wait for the caller to read; past it the batch stops (the
+    /// commands not yet run are not run) and the answer ends there, cut
+    /// short (not valid JSON). Default 30 s.
+    pub response_write_timeout: Duration,
+    /// `cluster_request_timeout` (wshub): how long `channels` waits for the
+    /// other nodes' answers (a survey over the broker's control channel);
+    /// a node that has not answered by then is left out of the result and
+    /// counted in `wshub_api_survey_timeouts_total`. Default 2 s.
+    pub cluster_request_timeout: Duration,
 }
 
 impl Default for HttpApiConfig {
@@ -671,6 +699,12 @@ impl Default for HttpApiConfig {
             key: String::new(),
             external: false,
             insecure: false,
+            max_batch_commands: 10_000,
+            max_broadcast_channels: 10_000,
+            max_in_flight_body_size: 64 << 20,
+            request_body_timeout: Duration::from_secs(30),
+            response_write_timeout: Duration::from_secs(30),
+            cluster_request_timeout: Duration::from_secs(2),
         }
     }
 }

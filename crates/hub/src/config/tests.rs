@@ -976,3 +976,38 @@ fn tuning_keys_wshub_does_not_apply_are_warnings() {
         .warnings
         .is_empty());
 }
+
+#[test]
+fn http_api_limits_load_and_zero_is_refused() {
+    let c = load_json(serde_json::json!({ "http_api": {
+        "max_batch_commands": 5,
+        "max_broadcast_channels": 7,
+        "max_in_flight_body_size": 1000,
+        "request_body_timeout": "2s",
+        "response_write_timeout": "1s",
+        "cluster_request_timeout": "500ms",
+    }}))
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let a = &c.config.http_api;
+    assert_eq!((a.max_batch_commands, a.max_broadcast_channels), (5, 7));
+    assert_eq!(a.max_in_flight_body_size, 1000);
+    assert_eq!(a.request_body_timeout.as_std().as_millis(), 2000);
+    assert_eq!(a.response_write_timeout.as_std().as_millis(), 1000);
+    assert_eq!(a.cluster_request_timeout.as_std().as_millis(), 500);
+    let d = HttpApiConfig::default();
+    assert_eq!(
+        (d.max_batch_commands, d.max_broadcast_channels),
+        (10_000, 10_000)
+    );
+    let errors = invalid(serde_json::json!({ "http_api": {
+        "max_batch_commands": 0,
+        "cluster_request_timeout": "0s",
+    }}));
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"http_api.max_batch_commands"), "{paths:?}");
+    assert!(
+        paths.contains(&"http_api.cluster_request_timeout"),
+        "{paths:?}"
+    );
+}

@@ -365,6 +365,36 @@ impl Config {
         {
             e.push("http_api.handler_prefix", "must start with '/'");
         }
+        let api = &self.http_api;
+        for (v, path) in [
+            (api.max_batch_commands as u64, "http_api.max_batch_commands"),
+            (
+                api.max_broadcast_channels as u64,
+                "http_api.max_broadcast_channels",
+            ),
+            (
+                api.max_in_flight_body_size,
+                "http_api.max_in_flight_body_size",
+            ),
+        ] {
+            if v == 0 {
+                e.push(path, "must be at least 1");
+            }
+        }
+        for (d, path) in [
+            (
+                api.response_write_timeout,
+                "http_api.response_write_timeout",
+            ),
+            (
+                api.cluster_request_timeout,
+                "http_api.cluster_request_timeout",
+            ),
+        ] {
+            if d.is_zero() {
+                e.push(path, "must be more than 0");
+            }
+        }
         if !self.websocket.handler_prefix.starts_with('/') {
             e.push("websocket.handler_prefix", "must start with '/'");
         }

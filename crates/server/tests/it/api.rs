@@ -280,3 +280,275 @@ async fn api_subscribe_with_data_info_and_recovery() {
     assert_eq!(entry["chan_info"], serde_json::json!({"role": "reader"}));
     srv.shutdown().await;
 }
+
+/// The `/metrics` text of `srv`.
+async fn metrics(srv: &crate::support::TestServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(crate::support::T, async {
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    })
+    .await
+    .expect("metrics in time")
+}
+
+fn publishes(n: usize, channel: &str) -> String {
+    let cmds: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"publish":{{"channel":"{channel}","data":{{"i":{i}}}}}}}"#))
+        .collect();
+    format!(r#"{{"commands":[{}]}}"#, cmds.join(","))
+}
+
+#[tokio::test]
+async fn batch_past_max_batch_commands_is_refused_with_400_naming_the_limit() {
+    let mut cfg = dev_config();
+    cfg.http_api.max_batch_commands = 5;
+    let srv = start(cfg).await;
+    let (status, body) = srv.post("/api/batch", &publishes(6, "lim"), &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("http_api.max_batch_commands") && body.contains("more than 5"),
+        "{body}"
+    );
+    // Nothing of the refused batch ran.
+    let v = srv.api("history", r#"{"channel":"lim","limit":-1}"#).await;
+    assert_eq!(v["result"]["offset"], 0, "{v}");
+    let (status, body) = srv.post("/api", &publishes(5, "lim"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["replies"][4]["publish"]["offset"], 5, "{v}");
+    let m = metrics(&srv).await;
+    assert!(
+        m.contains("wshub_api_limit_exceeded_total{limit=\"max_batch_commands\"} 1"),
+        "{m}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn big_batch_is_streamed_in_order_with_per_command_errors() {
+    let srv = start(dev_config()).await;
+    let n = 6000;
+    let mut cmds: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"publish":{{"channel":"big","data":{{"i":{i}}}}}}}"#))
+        .collect();
+    cmds[10] = r#"{"nope":{}}"#.into();
+    cmds[11] = r#"{}"#.into();
+    cmds[12] = r#"{"publish":{"channel":"big","data":1},"info":{}}"#.into();
+    cmds[13] = r#"{"publish":{"channel":"big"}}"#.into();
+    cmds[14] = r#"{"batch":{"commands":[]}}"#.into();
+    let body = format!(r#"{{"commands":[{}],"parallel":true}}"#, cmds.join(","));
+    let raw = tokio::time::timeout(crate::support::T, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        let req = format!(
+            "POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    })
+    .await
+    .expect("answer in time");
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "the answer is streamed: {head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&crate::support::dechunk(rest)).unwrap();
+    let replies = v["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), n);
+    assert_eq!(replies[10]["error"]["code"], 104, "unknown method");
+    assert_eq!(replies[11]["error"]["code"], 107, "empty command");
+    assert_eq!(replies[12]["error"]["code"], 107, "two methods");
+    assert_eq!(replies[13]["error"]["code"], 107, "data required");
+    assert_eq!(replies[14]["error"]["code"], 104, "no batch in a batch");
+    // The publishes ran in order: offsets count up over the good ones.
+    let offsets: Vec<u64> = replies
+        .iter()
+        .filter_map(|r| r["publish"]["offset"].as_u64())
+        .collect();
+    assert_eq!(offsets.len(), n - 5);
+    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn broadcast_past_max_broadcast_channels_is_refused() {
+    let mut cfg = dev_config();
+    cfg.http_api.max_broadcast_channels = 3;
+    let srv = start(cfg).await;
+    let four = r#"{"channels":["a","b","c","d"],"data":1}"#;
+    let (status, body) = srv.post("/api/broadcast", four, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("http_api.max_broadcast_channels"), "{body}");
+    let v = srv
+        .api("broadcast", r#"{"channels":["a","b","c"],"data":1}"#)
+        .await;
+    assert_eq!(v["result"]["responses"].as_array().unwrap().len(), 3);
+    // Inside a batch the refusal is that command's reply.
+    let batch = format!(
+        r#"{{"commands":[{{"broadcast":{four}}},{{"publish":{{"channel":"a","data":2}}}}]}}"#
+    );
+    let (status, body) = srv.post("/api/batch", &batch, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["replies"][0]["error"]["code"], 107, "{v}");
+    let msg = v["replies"][0]["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("http_api.max_broadcast_channels"), "{msg}");
+    assert_eq!(v["replies"][1]["publish"]["offset"], 2, "{v}");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_get_clear_errors() {
+    let srv = start(dev_config()).await;
+    let (status, body) = srv.post("/api/publish", r#"{"channel":1}"#, &[]).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("bad request: invalid type"), "{body}");
+    let (status, body) = srv.post("/api/batch", r#"{"commands":{}}"#, &[]).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("bad request"), "{body}");
+    // A declared length past 16 MiB is refused before any byte is read.
+    let raw = tokio::time::timeout(crate::support::T, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .expect("answer in time");
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_flight_bodies_are_bounded_node_wide() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = dev_config();
+    cfg.http_api.max_in_flight_body_size = 1000;
+    let srv = start(cfg).await;
+    // A caller that declared 800 bytes and sent half of them holds 800.
+    let body = format!(r#"{{"channel":"f","data":"{}"}}"#, "x".repeat(775));
+    assert_eq!(body.len(), 800);
+    let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\nConnection: close\r\n\r\n{}",
+            &body[..400]
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let small = format!(r#"{{"channel":"f","data":"{}"}}"#, "y".repeat(275));
+    let (status, text) = srv.post("/api/publish", &small, &[]).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("http_api.max_in_flight_body_size"), "{text}");
+    // The slow one completes; its bytes are given back.
+    slow.write_all(&body.as_bytes()[400..]).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(crate::support::T, slow.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (status, text) = srv.post("/api/publish", &small, &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let m = metrics(&srv).await;
+    assert!(
+        m.contains("wshub_api_limit_exceeded_total{limit=\"max_in_flight_body_size\"} 1"),
+        "{m}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_stops_when_the_caller_does_not_read() {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = dev_config();
+    cfg.http_api.response_write_timeout = std::time::Duration::from_secs(1).into();
+    let srv = start(cfg).await;
+    // One 60 KB publication; each history command answers it again.
+    let big = format!(r#"{{"channel":"h","data":"{}"}}"#, "z".repeat(60_000));
+    srv.api("publish", &big).await;
+    let n = 3000; // ~180 MB of answer: far more than socket buffers.
+    let cmds: Vec<&str> = (0..n)
+        .map(|_| r#"{"history":{"channel":"h","limit":1}}"#)
+        .collect();
+    let body = format!(r#"{{"commands":[{}]}}"#, cmds.join(","));
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Never read. Within the timeout and a margin the batch gives up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let m = metrics(&srv).await;
+        if m.contains("wshub_api_limit_exceeded_total{limit=\"response_write_timeout\"} 1") {
+            let ran: u64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("wshub_api_calls_total{method=\"history\"} "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(ran < n as u64, "stopped early: {ran} of {n} ran");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch never stopped: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(s);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_times_out_and_frees_its_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = dev_config();
+    cfg.http_api.request_body_timeout = std::time::Duration::from_secs(1).into();
+    cfg.http_api.max_in_flight_body_size = 1000;
+    let srv = start(cfg).await;
+    let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{\"channel\"",
+    )
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let mut out = String::new();
+    tokio::time::timeout(crate::support::T, slow.read_to_string(&mut out))
+        .await
+        .expect("answered and closed in time")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("http_api.request_body_timeout"), "{out}");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900));
+    // Its 900 bytes are free again.
+    let body = format!(r#"{{"channel":"t","data":"{}"}}"#, "x".repeat(800));
+    let (status, text) = srv.post("/api/publish", &body, &[]).await;
+    assert_eq!(status, 200, "{text}");
+    srv.shutdown().await;
+}

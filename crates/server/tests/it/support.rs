@@ -95,11 +95,15 @@ impl TestServer {
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .expect("status line");
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|x| x.1)
-                .unwrap_or("")
-                .to_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let chunked = head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked");
+            let body = if chunked {
+                dechunk(body)
+            } else {
+                body.to_owned()
+            };
             (status, body)
         })
         .await
@@ -257,4 +261,22 @@ impl Client {
         let (code, reason) = self.ws.close_info().expect("closed with a close frame");
         (code.expect("close code").0, reason)
     }
+}
+
+/// The payload of a chunked HTTP/1.1 body (what a complete answer has;
+/// a cut-short one gives what arrived).
+pub fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            out.push_str(&rest[..n.min(rest.len())]);
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //!
 //! Every process is killed when its guard drops; every wait is bounded.
 
+mod api;
 mod failures;
 mod multi_node;
 
@@ -272,8 +273,24 @@ fn node_config(backend: &Backend, prefix: &str) -> Value {
 impl Cluster {
     /// Starts `n` nodes on `backend`.
     pub fn start(backend: Backend, n: usize) -> Cluster {
+        Cluster::start_with(backend, n, json!({}))
+    }
+
+    /// Starts `n` nodes on `backend` with `extra` merged into the node
+    /// configuration (section by section: `{"http_api": {...}}` adds keys to
+    /// the section).
+    pub fn start_with(backend: Backend, n: usize, extra: Value) -> Cluster {
         let prefix = format!("wshubtest{}x{}", std::process::id(), free_port());
-        let config = node_config(&backend, &prefix).to_string();
+        let mut config = node_config(&backend, &prefix);
+        for (section, v) in extra.as_object().expect("object") {
+            match (config.get_mut(section), v.as_object()) {
+                (Some(Value::Object(have)), Some(add)) => {
+                    have.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())))
+                }
+                _ => config[section] = v.clone(),
+            }
+        }
+        let config = config.to_string();
         let dir = temp_dir("cluster-config");
         let path = dir.join("node.json");
         std::fs::write(&path, &config).expect("write config");
