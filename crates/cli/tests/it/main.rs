@@ -17,4 +17,5 @@ mod python_peer;
 mod rust_client;
 mod sdk_interop;
 mod serve_cli;
+mod storm;
 mod support;
