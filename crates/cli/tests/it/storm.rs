@@ -692,10 +692,12 @@ fn check_client(i: usize, rec: &Rec, acked: &[Acked], kill_at: Instant) -> Resul
     let after: Vec<_> = rec.subscribed.iter().filter(|s| s.0 >= kill_at).collect();
     match after.first() {
         Some((_, true, true)) => {}
-        Some(s) => return Err(format!(
+        Some(s) => {
+            return Err(format!(
             "client {i} subscribed again without recovering (was_recovering, recovered) = ({}, {})",
             s.1, s.2
-        )),
+        ))
+        }
         None => return Err(format!("client {i} did not subscribe again")),
     }
     if let Some(w) = rec.pubs.windows(2).find(|w| w[1].0 <= w[0].0) {
@@ -811,9 +813,23 @@ fn storm(n: usize) {
                     )
                 })
                 .collect();
+            let mut times: Vec<Duration> = swarm
+                .recs
+                .iter()
+                .filter_map(|r| recovered_at(&r.lock().unwrap()))
+                .collect();
+            times.sort();
+            let failed: usize = swarm.recs.iter().map(|r| r.lock().unwrap().errors).sum();
+            let tcp = tcp_counters();
             panic!(
                 "only {back} of {n} clients subscribed again within {RECOVERY_LIMIT:?} of the cut \
-                 (CPU since the cut: server {:.1} s, clients {:.1} s); the first of the others:\n{}\n{}",
+                 (those back: p50 {:.2} s, max {:.2} s; {failed} failed connect attempts; \
+                 ListenOverflows +{}, TCPSynRetrans +{}; CPU since the cut: server {:.1} s, \
+                 clients {:.1} s); the first of the others:\n{}\n{}",
+                percentile(&times, 0.5).as_secs_f64(),
+                percentile(&times, 1.0).as_secs_f64(),
+                tcp.0 - counters_before.0,
+                tcp.2 - counters_before.2,
                 cpu_seconds(server.pid()) - cpu_before.0,
                 cpu_seconds(std::process::id()) - cpu_before.1,
                 stragglers.join("\n"),
