@@ -37,9 +37,11 @@
 //! listen-queue overflow and SYN retransmit counters over the storm
 //! (host-wide: other programs on the machine add to them).
 //!
-//! `reconnect_storm_1000_clients` runs by default; the full size is opt-in
-//! (it needs an optimized build to stay within the limit on a small
-//! machine):
+//! `reconnect_storm_1000_clients` runs by default. The full size is opt-in
+//! and needs an optimized build: unoptimized, the server and the clients
+//! need about 30 CPU-seconds for 10,000 reconnects, so on a 2-core machine
+//! connect attempts pass the clients' 5 s timeout, are retried, and the
+//! wasted handshakes keep the server from catching up.
 //!
 //! ```text
 //! cargo test --release -p wshub-cli --test it storm::reconnect_storm_10000_clients -- --ignored --nocapture
@@ -85,8 +87,8 @@ fn reconnect_storm_1000_clients() {
 }
 
 #[test]
-#[ignore = "10,000 clients, about two minutes: cargo test --release -p wshub-cli --test it \
-            storm::reconnect_storm_10000_clients -- --ignored --nocapture"]
+#[ignore = "10,000 clients, an optimized build (about 30 s): cargo test --release -p wshub-cli \
+            --test it storm::reconnect_storm_10000_clients -- --ignored --nocapture"]
 fn reconnect_storm_10000_clients() {
     storm(10_000);
 }
