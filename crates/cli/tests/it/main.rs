@@ -19,4 +19,5 @@ mod rust_client;
 mod sdk_interop;
 mod serve_cli;
 mod slow_consumer;
+mod storm;
 mod support;
