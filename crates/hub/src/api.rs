@@ -402,14 +402,16 @@ fn data_value(data: &Bytes) -> Value {
 }
 
 fn info_value(i: &ClientInfo) -> Value {
-    let mut v = json!({ "user": i.user, "client": i.client });
+    let mut v = serde_json::Map::new();
+    v.insert("user".into(), json!(i.user));
+    v.insert("client".into(), json!(i.client));
     if let Some(c) = &i.conn_info {
-        v["conn_info"] = data_value(c);
+        v.insert("conn_info".into(), data_value(c));
     }
     if let Some(c) = &i.chan_info {
-        v["chan_info"] = data_value(c);
+        v.insert("chan_info".into(), data_value(c));
     }
-    v
+    Value::Object(v)
 }
 
 /// Centrifugo's channel pattern of the `channels` method: `*` matches any
@@ -710,12 +712,14 @@ async fn execute_value(node: &Arc<Node>, req: Req<'_>) -> Result<Value, ApiError
                         .publications
                         .iter()
                         .map(|p| {
-                            let mut v = json!({ "data": data_value(&p.data), "offset": p.offset });
+                            let mut v = serde_json::Map::new();
+                            v.insert("data".into(), data_value(&p.data));
+                            v.insert("offset".into(), json!(p.offset));
                             if !p.tags.is_empty() {
-                                v["tags"] = json!(p.tags);
+                                v.insert("tags".into(), json!(p.tags));
                             }
                             if let Some(i) = &p.info {
-                                v["info"] = info_value(&ClientInfo {
+                                let info = info_value(&ClientInfo {
                                     user: i.user.clone(),
                                     client: i.client.clone(),
                                     conn_info: (!i.conn_info.is_empty())
@@ -723,8 +727,9 @@ async fn execute_value(node: &Arc<Node>, req: Req<'_>) -> Result<Value, ApiError
                                     chan_info: (!i.chan_info.is_empty())
                                         .then(|| i.chan_info.clone()),
                                 });
+                                v.insert("info".into(), info);
                             }
-                            v
+                            Value::Object(v)
                         })
                         .collect();
                     Ok(json!({ "publications": pubs, "offset": r.offset, "epoch": r.epoch }))
@@ -1005,11 +1010,11 @@ pub async fn run_batch(
 ) -> BatchOutcome {
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH_CHUNK + 512);
     buf.extend_from_slice(b"{\"replies\":[");
-    for i in 0..batch.commands.len() {
+    for (i, command) in batch.commands.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        let r = match &batch.commands[i] {
+        let r = match command {
             BatchCommand::Call { method, params } => {
                 let params = body.get(params.clone()).unwrap_or(b"");
                 call(node, method, params).await.map(|v| (*method, v))

@@ -433,6 +433,9 @@ impl Hub {
     }
 
     fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
+        // `index` is a hash modulo HUB_SHARDS, and `shards` holds exactly
+        // HUB_SHARDS locks (built in `new`, never resized).
+        #[allow(clippy::indexing_slicing)]
         self.shards[Self::index(channel)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -441,6 +444,8 @@ impl Hub {
     /// The lock that orders broker subscribe/unsubscribe calls for
     /// `channel`'s shard; hold it across "change the hub, call the broker".
     pub async fn sub_lock(&self, channel: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        // As in `shard`: `sub_locks` holds HUB_SHARDS locks.
+        #[allow(clippy::indexing_slicing)]
         self.sub_locks[Self::index(channel)].lock().await
     }
 

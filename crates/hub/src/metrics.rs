@@ -52,7 +52,10 @@ impl Histogram {
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        // `buckets` has one more slot than `LATENCY_BUCKETS` (+Inf).
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
@@ -152,7 +155,8 @@ impl BrokerErrors {
         BROKER_OPS
             .iter()
             .position(|o| *o == op)
-            .map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+            .and_then(|i| self.0.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -170,8 +174,11 @@ impl MeteredBroker {
 
     fn count<T>(&self, op: usize, r: Result<T, BrokerError>) -> Result<T, BrokerError> {
         if let Err(e) = &r {
-            self.errors.0[op].fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(op = BROKER_OPS[op], error = %e, "broker call failed");
+            if let Some(c) = self.errors.0.get(op) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            let op = BROKER_OPS.get(op).copied().unwrap_or("unknown");
+            tracing::debug!(op, error = %e, "broker call failed");
         }
         r
     }

@@ -79,6 +79,16 @@ pub struct Metrics {
     labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
+/// The slot of a per-encoding pair (`[json, protobuf]`).
+fn by_encoding<T>(pair: &[T; 2], encoding: Encoding) -> &T {
+    let [json, binary] = pair;
+    if encoding.is_binary() {
+        binary
+    } else {
+        json
+    }
+}
+
 impl Metrics {
     /// Adds 1 to a labeled counter (`name{label}`).
     pub fn inc(&self, name: &'static str, label: impl Into<String>) {
@@ -97,14 +107,15 @@ impl Metrics {
 
     /// Records the handling time of one command.
     pub fn observe_command(&self, method: Method, took: std::time::Duration) {
-        self.command_latency[method_index(method)].observe(took);
+        if let Some(h) = self.command_latency.get(method_index(method)) {
+            h.observe(took);
+        }
     }
 
     /// Counts one received WebSocket message of `len` bytes.
     pub fn count_received(&self, encoding: Encoding, len: usize) {
-        let i = usize::from(encoding.is_binary());
-        self.messages_received[i].fetch_add(1, Ordering::Relaxed);
-        self.bytes_received[i].fetch_add(len as u64, Ordering::Relaxed);
+        by_encoding(&self.messages_received, encoding).fetch_add(1, Ordering::Relaxed);
+        by_encoding(&self.bytes_received, encoding).fetch_add(len as u64, Ordering::Relaxed);
     }
 
     /// Counts `frames` written frames totalling `bytes`.
@@ -112,9 +123,8 @@ impl Metrics {
         if frames == 0 {
             return;
         }
-        let i = usize::from(encoding.is_binary());
-        self.messages_sent[i].fetch_add(frames, Ordering::Relaxed);
-        self.bytes_sent[i].fetch_add(bytes, Ordering::Relaxed);
+        by_encoding(&self.messages_sent, encoding).fetch_add(frames, Ordering::Relaxed);
+        by_encoding(&self.bytes_sent, encoding).fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A labeled counter's value (0 when never incremented).
@@ -741,7 +751,12 @@ impl Node {
                 return;
             }
             let enc = s.handle.encoding();
-            let slot = &mut frames[usize::from(enc.is_binary())];
+            let [json_frame, binary_frame] = &mut frames;
+            let slot = if enc.is_binary() {
+                binary_frame
+            } else {
+                json_frame
+            };
             if slot.is_none() {
                 match encode_push_reply(enc, push) {
                     Ok(b) => *slot = Some(self.frame(enc, b)),
@@ -774,8 +789,13 @@ impl Node {
         } else {
             3
         };
-        self.metrics.pushes_sent[kind].fetch_add(delivered, Ordering::Relaxed);
-        self.metrics.push_bytes_sent[kind].fetch_add(bytes, Ordering::Relaxed);
+        if let (Some(n), Some(b)) = (
+            self.metrics.pushes_sent.get(kind),
+            self.metrics.push_bytes_sent.get(kind),
+        ) {
+            n.fetch_add(delivered, Ordering::Relaxed);
+            b.fetch_add(bytes, Ordering::Relaxed);
+        }
         // Counted in `wshub_client_slow_disconnects_total` when the
         // session closes with 3008.
         for c in slow {

@@ -92,11 +92,15 @@ impl Admission {
     }
 
     pub fn count_timeout(&self, phase: Phase) {
-        self.timeouts[phase as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.timeouts.get(phase as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn count_refused(&self, why: Refusal) {
-        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.refused.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn count_accept_error(&self) {

@@ -245,7 +245,7 @@ impl Loader {
             let name = env_name(&prefix, path);
             if let Some((&var, &raw)) = vars.get_key_value(name.as_str()) {
                 let is_namespaces =
-                    path.len() == 2 && path[0] == "channel" && path[1] == "namespaces";
+                    matches!(path.as_slice(), [a, b] if a == "channel" && b == "namespaces");
                 let v = parse_env(var, raw, default, is_namespaces)?;
                 set_path(input, path, v);
                 used.insert(var);
@@ -308,7 +308,10 @@ fn parse_text(text: &str, format: Format) -> Result<Value, ConfigError> {
                 yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| syntax(e.to_string()))?;
             match docs.len() {
                 0 => Ok(Value::Object(Map::new())),
-                1 => yaml_to_json(&docs[0]).map_err(syntax),
+                1 => match docs.first() {
+                    Some(doc) => yaml_to_json(doc).map_err(syntax),
+                    None => Ok(Value::Object(Map::new())),
+                },
                 n => Err(syntax(format!("{n} documents; a config file has one"))),
             }
         }
@@ -383,8 +386,11 @@ fn name_for_env(name: &str) -> String {
 }
 
 fn set_path(root: &mut Value, path: &[String], v: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = root;
-    for key in &path[..path.len() - 1] {
+    for key in parents {
         if !cur.get(key).is_some_and(Value::is_object) {
             if let Some(m) = cur.as_object_mut() {
                 m.insert(key.clone(), Value::Object(Map::new()));
@@ -394,7 +400,7 @@ fn set_path(root: &mut Value, path: &[String], v: Value) {
         cur = next;
     }
     if let Some(m) = cur.as_object_mut() {
-        m.insert(path[path.len() - 1].clone(), v);
+        m.insert(last.clone(), v);
     }
 }
 
