@@ -183,8 +183,12 @@ impl StoredStream {
         }
         let mut len = s.encoded_len();
         let mut drop = 0;
-        while len > max_bytes && drop + 1 < s.pubs.len() {
-            let n = s.pubs[drop].len();
+        // Oldest first, always keeping the newest.
+        let older = s.pubs.len().saturating_sub(1);
+        for n in s.pubs.iter().take(older).map(Bytes::len) {
+            if len <= max_bytes {
+                break;
+            }
             len -= 1 + prost::encoding::encoded_len_varint(n as u64) + n;
             drop += 1;
         }
@@ -247,8 +251,9 @@ impl StoredStream {
         let first = self.top + 1 - len as u64;
         select_indexes(len, first, lo, filter)
             .into_iter()
-            .map(|i| {
-                wire::decode_publication(&self.pubs[i]).map(|(mut p, _)| {
+            .filter_map(|i| self.pubs.get(i).map(|encoded| (i, encoded)))
+            .map(|(i, encoded)| {
+                wire::decode_publication(encoded).map(|(mut p, _)| {
                     // The offset is fixed by the position in the window.
                     p.offset = first + i as u64;
                     Arc::new(p)

@@ -493,7 +493,9 @@ impl Task {
             .map(|(c, _)| c.clone())
             .collect();
         for channel in due {
-            let sub = self.subs.get_mut(&channel).expect("listed above");
+            let Some(sub) = self.subs.get_mut(&channel) else {
+                continue;
+            };
             sub.retry_at = None;
             if sub.state() == SubscriptionState::Subscribing {
                 self.send_subscribe(&channel, live);
@@ -506,7 +508,9 @@ impl Task {
             .map(|(c, _)| c.clone())
             .collect();
         for channel in refresh {
-            let sub = self.subs.get_mut(&channel).expect("listed above");
+            let Some(sub) = self.subs.get_mut(&channel) else {
+                continue;
+            };
             sub.refresh_at = None;
             if let (SubscriptionState::Subscribed, Some(get_token), false) =
                 (sub.state(), sub.config.get_token.clone(), sub.fetching)
@@ -967,9 +971,8 @@ impl Task {
     fn reply(&mut self, mut reply: Reply, live: &mut Live) -> Option<Next> {
         if reply.is_ping() {
             if live.pong {
-                live.out
-                    .push(&Command::default())
-                    .expect("an empty command encodes");
+                // An empty command has no payload that could fail to encode.
+                let _ = live.out.push(&Command::default());
             }
             return None;
         }

@@ -123,7 +123,8 @@ impl Utf8Bytes {
     pub fn as_str(&self) -> &str {
         // The bytes were validated on construction; this second pass keeps
         // the crate free of `unsafe` (simdutf8 runs at memory speed).
-        simdutf8::basic::from_utf8(&self.0).expect("validated on construction")
+        // Every constructor validates, so the empty fallback is never taken.
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
     }
     /// The underlying bytes.
     pub fn as_bytes(&self) -> &Bytes {
@@ -252,18 +253,21 @@ impl MaskKeys {
         }
     }
     fn next(&mut self) -> [u8; 4] {
-        if self.pos == self.buf.len() {
-            getrandom::fill(&mut self.buf).expect("the OS random source failed");
-            self.pos = 0;
-        }
-        let k = [
-            self.buf[self.pos],
-            self.buf[self.pos + 1],
-            self.buf[self.pos + 2],
-            self.buf[self.pos + 3],
-        ];
+        let key = match self.buf.get(self.pos..).and_then(<[u8]>::first_chunk::<4>) {
+            Some(&key) => key,
+            None => {
+                // Not reachable from input: only the OS random source can
+                // fail here, and a predictable masking key would break RFC
+                // 6455 §10.3, so there is no safe value to go on with.
+                #[allow(clippy::expect_used)]
+                getrandom::fill(&mut self.buf).expect("the OS random source failed");
+                self.pos = 0;
+                let [a, b, c, d, ..] = self.buf;
+                [a, b, c, d]
+            }
+        };
         self.pos += 4;
-        k
+        key
     }
 }
 
@@ -489,31 +493,36 @@ impl Connection {
                 self.rx.clear();
                 return Ok(None);
             }
-            if self.frame.is_none() {
-                let Some(h) = FrameHeader::parse(&self.rx) else {
-                    return Ok(None);
-                };
-                let f = self.accept_header(&h)?;
-                self.rx.advance(h.header_len);
-                self.frame = Some(f);
-            }
-            let f = self.frame.as_mut().expect("frame in progress");
-            let avail = self.rx.len().min(f.len);
-            if avail > f.done {
-                let new = &mut self.rx[f.done..avail];
-                if let Some(m) = f.mask {
-                    apply_mask(new, m, f.done);
+            let f = match self.frame {
+                Some(ref mut f) => f,
+                None => {
+                    let Some(h) = FrameHeader::parse(&self.rx) else {
+                        return Ok(None);
+                    };
+                    let f = self.accept_header(&h)?;
+                    self.rx.advance(h.header_len);
+                    self.frame.insert(f)
                 }
-                let bad = f.validate_utf8 && self.utf8.feed(new).is_err();
-                f.done = avail;
-                if bad {
-                    return self.fail(Error::InvalidUtf8);
+            };
+            let avail = self.rx.len().min(f.len);
+            if let Some(new) = self.rx.get_mut(f.done..avail) {
+                if !new.is_empty() {
+                    if let Some(m) = f.mask {
+                        apply_mask(new, m, f.done);
+                    }
+                    let bad = f.validate_utf8 && self.utf8.feed(new).is_err();
+                    f.done = avail;
+                    if bad {
+                        return self.fail(Error::InvalidUtf8);
+                    }
                 }
             }
             if avail < f.len {
                 return Ok(None);
             }
-            let f = self.frame.take().expect("frame in progress");
+            let Some(f) = self.frame.take() else {
+                return Ok(None);
+            };
             self.alive = true;
             // The payload is the first `f.len` bytes of the buffer. Work on
             // the buffer out of `self` (no split: a split turns the buffer
@@ -626,9 +635,12 @@ impl Connection {
     /// Handles a complete frame whose payload is the first `f.len` bytes of
     /// `rx`, and consumes them.
     fn on_frame(&mut self, f: InFrame, rx: &mut BytesMut) -> Result<Option<Event>, Error> {
+        let Some(payload) = rx.get(..f.len) else {
+            return self.fail(Error::Internal("frame payload not buffered"));
+        };
         match f.opcode {
             OpCode::Ping => {
-                let payload = Bytes::copy_from_slice(&rx[..f.len]);
+                let payload = Bytes::copy_from_slice(payload);
                 rx.advance(f.len);
                 if self.config.auto_pong && self.state == State::Open {
                     self.queue_control(OpCode::Pong, &payload);
@@ -636,12 +648,12 @@ impl Connection {
                 Ok(Some(Event::Ping(payload)))
             }
             OpCode::Pong => {
-                let payload = Bytes::copy_from_slice(&rx[..f.len]);
+                let payload = Bytes::copy_from_slice(payload);
                 rx.advance(f.len);
                 Ok(Some(Event::Pong(payload)))
             }
             OpCode::Close => {
-                let r = self.on_close(&rx[..f.len]).map(Some);
+                let r = self.on_close(payload).map(Some);
                 rx.advance(f.len);
                 r
             }
@@ -650,15 +662,15 @@ impl Connection {
     }
 
     fn on_close(&mut self, payload: &[u8]) -> Result<Event, Error> {
-        let (code, reason) = match payload.len() {
-            0 => (None, String::new()),
-            1 => return self.fail(Error::Protocol("close frame with a 1-byte payload")),
-            _ => {
-                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+        let (code, reason) = match payload.split_first_chunk::<2>() {
+            None if payload.is_empty() => (None, String::new()),
+            None => return self.fail(Error::Protocol("close frame with a 1-byte payload")),
+            Some((&code, reason)) => {
+                let code = CloseCode(u16::from_be_bytes(code));
                 if !code.is_sendable() {
                     return self.fail(Error::Protocol("invalid close code"));
                 }
-                match std::str::from_utf8(&payload[2..]) {
+                match std::str::from_utf8(reason) {
                     Ok(r) => (Some(code), r.to_owned()),
                     Err(_) => return self.fail(Error::InvalidUtf8),
                 }
@@ -677,23 +689,27 @@ impl Connection {
     /// Handles a data frame whose payload is the first `f.len` bytes of
     /// `rx`, and consumes them.
     fn on_data(&mut self, f: InFrame, rx: &mut BytesMut) -> Result<Option<Event>, Error> {
-        let m = self.msg.as_mut().expect("data frame inside a message");
+        // `accept_header` opened the message; `on_frame` checked that the
+        // payload is buffered.
+        let (Some(m), Some(payload)) = (self.msg.as_mut(), rx.get(..f.len)) else {
+            return self.fail(Error::Internal("data frame outside a message"));
+        };
         m.frames += 1;
         if f.fin && m.frames == 1 && !m.compressed {
+            let text = m.text;
+            self.msg = None;
             // A whole message in one frame: small payloads are copied out
             // (the buffer stays reusable), large ones shared with it.
             let data = if f.len < COPY_LIMIT {
-                let b = Bytes::copy_from_slice(&rx[..f.len]);
+                let b = Bytes::copy_from_slice(payload);
                 rx.advance(f.len);
                 b
             } else {
                 rx.split_to(f.len).freeze()
             };
-            let text = m.text;
-            self.msg = None;
             return self.message(text, data);
         }
-        let r = self.on_fragment(f, &rx[..f.len]);
+        let r = self.on_fragment(f.fin, payload);
         rx.advance(f.len);
         r
     }
@@ -710,50 +726,63 @@ impl Connection {
     }
 
     /// A compressed frame or one fragment of a message.
-    fn on_fragment(&mut self, f: InFrame, payload: &[u8]) -> Result<Option<Event>, Error> {
-        let limit = self.config.limits.max_message_size;
-        let m = self.msg.as_mut().expect("data frame inside a message");
-        if m.compressed {
-            let before = m.buf.len();
-            let d = self
-                .deflate
-                .as_mut()
-                .expect("compressed frames need deflate");
-            let inflater = d.rx.get_or_insert_with(|| {
-                let (bits, nct) = match self.role {
-                    Role::Server => (
-                        d.params.client_max_window_bits,
-                        d.params.client_no_context_takeover,
-                    ),
-                    Role::Client => (
-                        d.params.server_max_window_bits,
-                        d.params.server_no_context_takeover,
-                    ),
-                };
-                Inflater::new(bits, nct)
-            });
-            let mut r = inflater.decompress(payload, &mut m.buf, limit);
-            if r.is_ok() && f.fin {
-                r = inflater.decompress(&TAIL, &mut m.buf, limit);
-                inflater.end_message();
-            }
-            if let Err(e) = r {
-                return self.fail(match e {
-                    InflateError::TooBig => Error::MessageTooBig,
-                    InflateError::Corrupt => Error::InvalidCompressedData,
-                });
-            }
-            if m.text && self.utf8.feed(&m.buf[before..]).is_err() {
-                return self.fail(Error::InvalidUtf8);
-            }
-        } else {
-            m.buf.extend_from_slice(payload);
+    fn on_fragment(&mut self, fin: bool, payload: &[u8]) -> Result<Option<Event>, Error> {
+        if let Err(e) = self.append_fragment(fin, payload) {
+            return self.fail(e);
         }
-        if !f.fin {
+        if !fin {
             return Ok(None);
         }
-        let m = self.msg.take().expect("message");
+        let Some(m) = self.msg.take() else {
+            return self.fail(Error::Internal("data frame outside a message"));
+        };
         self.message(m.text, Bytes::from(m.buf))
+    }
+
+    /// Adds one fragment (inflated, if the message is compressed) to the
+    /// message being assembled.
+    fn append_fragment(&mut self, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        let limit = self.config.limits.max_message_size;
+        // `accept_header` opened the message, and accepts RSV1 only with
+        // deflate negotiated.
+        let Some(m) = self.msg.as_mut() else {
+            return Err(Error::Internal("data frame outside a message"));
+        };
+        if !m.compressed {
+            m.buf.extend_from_slice(payload);
+            return Ok(());
+        }
+        let Some(d) = self.deflate.as_mut() else {
+            return Err(Error::Internal("compressed frame without deflate"));
+        };
+        let before = m.buf.len();
+        let inflater = d.rx.get_or_insert_with(|| {
+            let (bits, nct) = match self.role {
+                Role::Server => (
+                    d.params.client_max_window_bits,
+                    d.params.client_no_context_takeover,
+                ),
+                Role::Client => (
+                    d.params.server_max_window_bits,
+                    d.params.server_no_context_takeover,
+                ),
+            };
+            Inflater::new(bits, nct)
+        });
+        let mut r = inflater.decompress(payload, &mut m.buf, limit);
+        if r.is_ok() && fin {
+            r = inflater.decompress(&TAIL, &mut m.buf, limit);
+            inflater.end_message();
+        }
+        r.map_err(|e| match e {
+            InflateError::TooBig => Error::MessageTooBig,
+            InflateError::Corrupt => Error::InvalidCompressedData,
+        })?;
+        let inflated = m.buf.get(before..).unwrap_or_default();
+        if m.text && self.utf8.feed(inflated).is_err() {
+            return Err(Error::InvalidUtf8);
+        }
+        Ok(())
     }
 
     /// Fails the connection: queue a close frame (if none was sent and the
@@ -878,15 +907,14 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        let compress = match &self.deflate {
-            Some(_) => payload.len() >= self.config.deflate.min_size,
-            None => false,
-        };
+        let level = self.config.deflate.level;
+        let min_size = self.config.deflate.min_size;
+        let role = self.role;
+        let deflate = self.deflate.as_mut().filter(|_| payload.len() >= min_size);
+        let compress = deflate.is_some();
         let mut scratch = std::mem::take(&mut self.scratch);
-        let (body, shared) = if compress {
-            let level = self.config.deflate.level;
-            let d = self.deflate.as_mut().expect("deflate negotiated");
-            let (bits, nct) = match self.role {
+        let (body, shared) = if let Some(d) = deflate {
+            let (bits, nct) = match role {
                 Role::Server => (
                     d.params.server_max_window_bits,
                     d.params.server_no_context_takeover,
@@ -898,19 +926,24 @@ impl Connection {
             };
             let deflater = d.tx.get_or_insert_with(|| Deflater::new(level, bits, nct));
             scratch.clear();
-            deflater.compress(payload, &mut scratch);
-            (&scratch[..], None)
+            if deflater.compress(payload, &mut scratch).is_err() {
+                return Err(SendError::Compression);
+            }
+            (scratch.as_slice(), None)
         } else {
             (payload, shared.filter(|_| self.masks.is_none()))
         };
-        let frag = self.config.fragment_size.unwrap_or(usize::MAX);
+        // The field is public, so 0 can get here past the setter; 1 keeps
+        // the loop below moving.
+        let frag = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
         let mut offset: usize = 0;
         let mut first = true;
         loop {
             let end = body.len().min(offset.saturating_add(frag));
             let fin = end == body.len();
             let opcode = if first { op } else { OpCode::Continuation };
-            let chunk = &body[offset..end];
+            // offset <= end <= body.len(): end is clamped, offset follows it.
+            let chunk = body.get(offset..end).unwrap_or_default();
             let mask = self.masks.as_mut().map(|m| m.next());
             let before = self.out.tail.len();
             match shared {

@@ -409,6 +409,19 @@ fn fragment_outgoing_messages() {
 }
 
 #[test]
+fn fragment_size_zero_set_on_the_field_sends_one_byte_frames() {
+    // The setter turns 0 into 1; the public field bypasses it, and used to
+    // make send loop forever.
+    let config = Config {
+        fragment_size: Some(0),
+        ..Config::default()
+    };
+    let mut c = Connection::new(Role::Server, config, None);
+    c.send_text("abc").unwrap();
+    assert_eq!(out(&mut c), b"\x01\x01a\x00\x01b\x80\x01c");
+}
+
+#[test]
 fn shared_encoded_frames_and_large_payloads_are_not_copied() {
     let mut c = server();
     let frame = crate::encode_frame(OpCode::Text, b"broadcast");

@@ -145,8 +145,13 @@ impl Deflater {
     }
 
     /// Compresses one whole message and appends it to `out`, without the
-    /// trailing `00 00 ff ff`.
-    pub(crate) fn compress(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    /// trailing `00 00 ff ff`. Fails only if zlib reports a broken stream
+    /// state (it does not for a stream we drive this way).
+    pub(crate) fn compress(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), flate2::CompressError> {
         let start = out.len();
         out.reserve(input.len() / 2 + 64);
         loop {
@@ -154,12 +159,9 @@ impl Deflater {
                 out.reserve(out.capacity().max(256));
             }
             let before_in = self.z.total_in();
-            let status = self
-                .z
-                .compress_vec(input, out, FlushCompress::Sync)
-                .expect("deflate on a valid stream cannot fail");
+            let status = self.z.compress_vec(input, out, FlushCompress::Sync)?;
             let used = (self.z.total_in() - before_in) as usize;
-            input = &input[used..];
+            input = input.get(used..).unwrap_or_default();
             debug_assert!(matches!(status, Status::Ok | Status::BufError));
             // Done once all input is in and the flush left spare room.
             if input.is_empty() && out.len() < out.capacity() && out.ends_with(&TAIL) {
@@ -167,10 +169,12 @@ impl Deflater {
             }
         }
         debug_assert!(out.len() - start >= 4);
-        out.truncate(out.len() - 4);
+        // The loop ends only once `out` ends with TAIL, so 4 bytes are there.
+        out.truncate(out.len().saturating_sub(4));
         if self.no_context_takeover {
             self.z.reset();
         }
+        Ok(())
     }
 }
 
@@ -217,7 +221,7 @@ impl Inflater {
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|_| InflateError::Corrupt)?;
             let used = (self.z.total_in() - before_in) as usize;
-            input = &input[used..];
+            input = input.get(used..).unwrap_or_default();
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
@@ -260,7 +264,7 @@ mod tests {
         let mut i = Inflater::new(bits, nct);
         for m in msgs {
             let mut c = Vec::new();
-            d.compress(m, &mut c);
+            d.compress(m, &mut c).unwrap();
             let mut out = Vec::new();
             i.decompress(&c, &mut out, usize::MAX / 2).unwrap();
             i.decompress(&TAIL, &mut out, usize::MAX / 2).unwrap();
@@ -296,7 +300,7 @@ mod tests {
     fn empty_message_is_one_zero_byte() {
         let mut d = Deflater::new(6, 15, false);
         let mut c = Vec::new();
-        d.compress(b"", &mut c);
+        d.compress(b"", &mut c).unwrap();
         assert_eq!(c, [0x00]);
     }
 
@@ -322,7 +326,7 @@ mod tests {
         let mut d = Deflater::new(9, 15, false);
         let zeros = vec![0u8; 8 << 20];
         let mut c = Vec::new();
-        d.compress(&zeros, &mut c);
+        d.compress(&zeros, &mut c).unwrap();
         assert!(c.len() < 20_000, "compressed {} bytes", c.len());
         let mut i = Inflater::new(15, false);
         let mut out = Vec::new();

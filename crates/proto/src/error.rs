@@ -34,6 +34,10 @@ pub enum Error {
     CloseTimeout,
     /// The transport ended without a closing handshake (1006).
     AbnormalClosure,
+    /// An internal invariant of the engine did not hold (close 1011); the
+    /// text says which. It is a bug if this is ever seen: it takes the place
+    /// of a panic, so one connection fails and not the process.
+    Internal(&'static str),
 }
 
 impl Error {
@@ -45,7 +49,7 @@ impl Error {
             Error::FrameTooBig | Error::MessageTooBig | Error::TooManyFragments => {
                 CloseCode::TOO_BIG
             }
-            Error::KeepaliveTimeout => CloseCode::INTERNAL,
+            Error::KeepaliveTimeout | Error::Internal(_) => CloseCode::INTERNAL,
             Error::CloseTimeout | Error::AbnormalClosure => CloseCode::ABNORMAL,
         }
     }
@@ -63,6 +67,7 @@ impl fmt::Display for Error {
             Error::KeepaliveTimeout => f.write_str("keepalive timeout: no pong from peer"),
             Error::CloseTimeout => f.write_str("the peer did not complete the closing handshake"),
             Error::AbnormalClosure => f.write_str("connection closed without a closing handshake"),
+            Error::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
 }
@@ -81,6 +86,10 @@ pub enum SendError {
     /// A control frame payload (ping, pong, close code plus reason) is over
     /// 125 bytes.
     ControlTooLong,
+    /// The compressor reported a broken stream (zlib does not for a stream
+    /// driven as this engine does; it takes the place of a panic). Nothing
+    /// was queued; close the connection.
+    Compression,
 }
 
 impl fmt::Display for SendError {
@@ -89,6 +98,7 @@ impl fmt::Display for SendError {
             SendError::Closed => "the connection is closing or closed",
             SendError::InvalidCloseCode => "close code not allowed on the wire",
             SendError::ControlTooLong => "control frame payload over 125 bytes",
+            SendError::Compression => "the compressor failed",
         })
     }
 }

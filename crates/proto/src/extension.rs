@@ -166,7 +166,8 @@ impl<'a> Cursor<'a> {
             return Err(self.err());
         }
         // Only ASCII tchars were consumed, so this cannot fail.
-        std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err())
+        let token = self.s.get(start..self.pos).ok_or_else(|| self.err())?;
+        std::str::from_utf8(token).map_err(|_| self.err())
     }
 
     /// A quoted-string whose unquoted content must be a token. The opening
@@ -189,7 +190,8 @@ impl<'a> Cursor<'a> {
                     };
                     owned
                         .get_or_insert_with(|| {
-                            String::from_utf8_lossy(&self.s[start..at]).into_owned()
+                            let before = self.s.get(start..at).unwrap_or_default();
+                            String::from_utf8_lossy(before).into_owned()
                         })
                         .push(char::from(c));
                 }
@@ -212,9 +214,12 @@ impl<'a> Cursor<'a> {
         }
         match owned {
             Some(o) => Ok(Cow::Owned(o)),
-            None => std::str::from_utf8(&self.s[start..end])
-                .map(Cow::Borrowed)
-                .map_err(|_| self.err()),
+            None => {
+                let token = self.s.get(start..end).ok_or_else(|| self.err())?;
+                std::str::from_utf8(token)
+                    .map(Cow::Borrowed)
+                    .map_err(|_| self.err())
+            }
         }
     }
 }
@@ -316,7 +321,7 @@ impl PmdParams {
     /// server's answer); an offer may leave it bare.
     fn parse(params: &[ExtensionParam<'_>], is_answer: bool) -> Result<Self, ExtensionError> {
         let mut p = PmdParams::default();
-        let mut seen = [false; 4];
+        let mut seen = 0u8;
         for param in params {
             let name = param.name;
             let idx = [
@@ -328,9 +333,10 @@ impl PmdParams {
             .iter()
             .position(|k| k.eq_ignore_ascii_case(name))
             .ok_or_else(|| ExtensionError::UnknownParam(name.to_owned()))?;
-            if std::mem::replace(&mut seen[idx], true) {
+            if seen & (1 << idx) != 0 {
                 return Err(ExtensionError::DuplicateParam(name.to_owned()));
             }
+            seen |= 1 << idx;
             let invalid = || ExtensionError::InvalidParam(name.to_owned());
             let bits = || {
                 param

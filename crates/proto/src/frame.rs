@@ -69,33 +69,25 @@ impl FrameHeader {
     /// fewer bytes than the header needs.
     #[inline]
     pub fn parse(buf: &[u8]) -> Option<FrameHeader> {
-        if buf.len() < 2 {
-            return None;
-        }
-        let b0 = buf[0];
-        let b1 = buf[1];
+        let (&[b0, b1], rest) = buf.split_first_chunk::<2>()?;
         let masked = b1 & 0x80 != 0;
-        let len7 = b1 & 0x7f;
-        let ext = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let header_len = 2 + ext + if masked { 4 } else { 0 };
-        if buf.len() < header_len {
-            return None;
-        }
-        let len = match len7 {
-            126 => u16::from_be_bytes([buf[2], buf[3]]) as u64,
-            127 => u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")),
-            n => n as u64,
+        let (len, ext, rest) = match b1 & 0x7f {
+            126 => {
+                let (len, rest) = rest.split_first_chunk::<2>()?;
+                (u64::from(u16::from_be_bytes(*len)), 2, rest)
+            }
+            127 => {
+                let (len, rest) = rest.split_first_chunk::<8>()?;
+                (u64::from_be_bytes(*len), 8, rest)
+            }
+            n => (u64::from(n), 0, rest),
         };
         let mask = if masked {
-            let m = 2 + ext;
-            Some([buf[m], buf[m + 1], buf[m + 2], buf[m + 3]])
+            Some(*rest.first_chunk::<4>()?)
         } else {
             None
         };
+        let header_len = 2 + ext + if masked { 4 } else { 0 };
         Some(FrameHeader {
             fin: b0 & 0x80 != 0,
             rsv1: b0 & 0x40 != 0,
@@ -112,13 +104,13 @@ impl FrameHeader {
     /// minimal number of bytes MUST be used, but common peers ignore it; we
     /// accept such frames (robustness) and expose this for strict callers.
     pub fn non_minimal_length(buf: &[u8]) -> bool {
-        match FrameHeader::parse(buf) {
-            Some(h) => match buf[1] & 0x7f {
+        match (FrameHeader::parse(buf), buf.get(1)) {
+            (Some(h), Some(b1)) => match b1 & 0x7f {
                 126 => h.len < 126,
                 127 => h.len <= 0xffff,
                 _ => false,
             },
-            None => false,
+            _ => false,
         }
     }
 }
@@ -169,7 +161,9 @@ pub fn write_frame(
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(m) = mask {
-        apply_mask(&mut out[start..], m, 0);
+        if let Some(written) = out.get_mut(start..) {
+            apply_mask(written, m, 0);
+        }
     }
 }
 

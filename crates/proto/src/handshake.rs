@@ -76,7 +76,7 @@ fn trim_ows(v: &[u8]) -> &[u8] {
         .iter()
         .rposition(|b| !matches!(b, b' ' | b'\t'))
         .map_or(start, |i| i + 1);
-    &v[start..end]
+    v.get(start..end).unwrap_or_default()
 }
 
 /// The non-empty, trimmed elements of comma-separated header values.
@@ -366,7 +366,7 @@ pub fn parse_request<'b>(
     buf: &'b [u8],
     limits: &Limits,
 ) -> Result<Option<(RequestHead<'b>, usize)>, HandshakeError> {
-    let window = &buf[..buf.len().min(limits.max_handshake_bytes)];
+    let window = buf.get(..limits.max_handshake_bytes).unwrap_or(buf);
     let mut slots = header_slots(window, limits);
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(window).map_err(map_httparse)? {
@@ -895,7 +895,7 @@ impl ClientHandshake {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(ClientAccepted, usize)>, HandshakeError> {
-        let window = &buf[..buf.len().min(limits.max_handshake_bytes)];
+        let window = buf.get(..limits.max_handshake_bytes).unwrap_or(buf);
         let mut slots = header_slots(window, limits);
         let mut resp = httparse::Response::new(&mut slots);
         let len = match resp.parse(window).map_err(map_httparse)? {

@@ -12,28 +12,26 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let k32 = u32::from_ne_bytes(key);
     // Both halves equal, so the byte order of the wide words is the key's.
     let k64 = u64::from(k32) | (u64::from(k32) << 32);
+    let k128 = u128::from(k64) | (u128::from(k64) << 64);
     let mut chunks = buf.chunks_exact_mut(16);
-    if chunks.len() > 0 {
-        let k128 = u128::from(k64) | (u128::from(k64) << 64);
-        for c in &mut chunks {
-            let arr: &mut [u8; 16] = c.try_into().expect("16-byte chunk");
+    for c in &mut chunks {
+        // `chunks_exact_mut` yields 16 bytes each time: the conversion
+        // always succeeds (and compiles to nothing).
+        if let Ok(arr) = <&mut [u8; 16]>::try_from(c) {
             *arr = (u128::from_ne_bytes(*arr) ^ k128).to_ne_bytes();
         }
     }
-    // Every step consumes a multiple of 4 bytes, so the key phase is
-    // intact for the next.
-    let mut rest = chunks.into_remainder();
-    if rest.len() >= 8 {
-        let (c, r) = rest.split_at_mut(8);
-        let arr: &mut [u8; 8] = c.try_into().expect("8 bytes");
+    // Fewer than 16 bytes are left: 8, then 4, if that many are there
+    // (`len & n <= len`, so the splits are in bounds). Every step consumes a
+    // multiple of 4 bytes, so the key phase is intact for the next.
+    let rest = chunks.into_remainder();
+    let (w8, rest) = rest.split_at_mut(rest.len() & 8);
+    if let Ok(arr) = <&mut [u8; 8]>::try_from(w8) {
         *arr = (u64::from_ne_bytes(*arr) ^ k64).to_ne_bytes();
-        rest = r;
     }
-    if rest.len() >= 4 {
-        let (c, r) = rest.split_at_mut(4);
-        let arr: &mut [u8; 4] = c.try_into().expect("4 bytes");
+    let (w4, rest) = rest.split_at_mut(rest.len() & 4);
+    if let Ok(arr) = <&mut [u8; 4]>::try_from(w4) {
         *arr = (u32::from_ne_bytes(*arr) ^ k32).to_ne_bytes();
-        rest = r;
     }
     for (b, k) in rest.iter_mut().zip(key) {
         *b ^= k;
@@ -42,8 +40,9 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 
 #[inline]
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let s = offset & 3;
-    [key[s], key[(s + 1) & 3], key[(s + 2) & 3], key[(s + 3) & 3]]
+    // Little-endian: byte i of the result is byte (i + offset) % 4 of the key.
+    let s = (offset & 3) as u32;
+    u32::from_le_bytes(key).rotate_right(8 * s).to_le_bytes()
 }
 
 #[cfg(test)]

@@ -53,16 +53,11 @@ impl OutQueue {
     /// Fills `dst` with the queued bytes in order; returns how many slices
     /// were written.
     pub(crate) fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let tail = (!self.tail.is_empty()).then_some(&*self.tail);
+        let queued = self.chunks.iter().map(|c| &**c).chain(tail);
         let mut n = 0;
-        for c in &self.chunks {
-            if n == dst.len() {
-                return n;
-            }
-            dst[n] = IoSlice::new(c);
-            n += 1;
-        }
-        if n < dst.len() && !self.tail.is_empty() {
-            dst[n] = IoSlice::new(&self.tail);
+        for (slot, bytes) in dst.iter_mut().zip(queued) {
+            *slot = IoSlice::new(bytes);
             n += 1;
         }
         n

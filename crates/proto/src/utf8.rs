@@ -40,10 +40,19 @@ impl Utf8Validator {
                 let Some((&b, rest)) = input.split_first() else {
                     return Ok(());
                 };
-                self.pending[self.pending_len as usize] = b;
+                // At most 3 bytes are ever pending (an incomplete code
+                // point), so the slot exists; `Invalid` would be a safe answer.
+                let len = usize::from(self.pending_len);
+                let Some(slot) = self.pending.get_mut(len) else {
+                    return Err(Invalid);
+                };
+                *slot = b;
                 self.pending_len += 1;
                 input = rest;
-                match std::str::from_utf8(&self.pending[..self.pending_len as usize]) {
+                let Some(code_point) = self.pending.get(..=len) else {
+                    return Err(Invalid);
+                };
+                match std::str::from_utf8(code_point) {
                     Ok(_) => self.pending_len = 0,
                     Err(e) if e.error_len().is_none() => {}
                     Err(_) => return Err(Invalid),
@@ -55,8 +64,12 @@ impl Utf8Validator {
             Err(e) => match e.error_len() {
                 Some(_) => Err(Invalid),
                 None => {
-                    let tail = &input[e.valid_up_to()..];
-                    self.pending[..tail.len()].copy_from_slice(tail);
+                    // An incomplete code point at the end: at most 3 bytes.
+                    let tail = input.get(e.valid_up_to()..).unwrap_or_default();
+                    let Some(pending) = self.pending.get_mut(..tail.len()) else {
+                        return Err(Invalid);
+                    };
+                    pending.copy_from_slice(tail);
                     self.pending_len = tail.len() as u8;
                     Ok(())
                 }

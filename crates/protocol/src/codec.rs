@@ -256,11 +256,9 @@ impl<'a, T: FrameMessage> FrameDecoder<'a, T> {
             if self.rest.is_empty() {
                 return None;
             }
-            let (line, rest) = match self.rest.iter().position(|&b| b == b'\n') {
-                Some(at) => (&self.rest[..at], &self.rest[at + 1..]),
-                None => (self.rest, &self.rest[self.rest.len()..]),
-            };
-            self.rest = rest;
+            let mut lines = self.rest.splitn(2, |&b| b == b'\n');
+            let line = lines.next().unwrap_or_default();
+            self.rest = lines.next().unwrap_or_default();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -294,20 +292,20 @@ impl<'a, T: FrameMessage> FrameDecoder<'a, T> {
         if let Err(e) = self.admit(declared) {
             return Some(Err(e));
         }
-        let body = &self.rest[prefix..];
-        let len = match usize::try_from(declared) {
-            Ok(len) if len <= body.len() => len,
-            _ => {
-                return Some(Err(DecodeError::Truncated {
-                    index,
-                    declared,
-                    available: body.len(),
-                }))
-            }
+        let body = self.rest.get(prefix..).unwrap_or_default();
+        let Some((message, rest)) = usize::try_from(declared)
+            .ok()
+            .and_then(|len| body.split_at_checked(len))
+        else {
+            return Some(Err(DecodeError::Truncated {
+                index,
+                declared,
+                available: body.len(),
+            }));
         };
-        self.rest = &body[len..];
+        self.rest = rest;
         self.index += 1;
-        Some(T::decode(&body[..len]).map_err(|source| DecodeError::Protobuf { index, source }))
+        Some(T::decode(message).map_err(|source| DecodeError::Protobuf { index, source }))
     }
 
     /// Checks the limits before message `self.index` of `size` bytes is decoded.
@@ -412,9 +410,8 @@ fn append<T: Serialize + prost::Message>(
             })
         }
         Encoding::Protobuf => {
-            message
-                .encode_length_delimited(out)
-                .expect("a Vec grows to fit any message");
+            // prost fails only when the buffer has no room, and a Vec grows.
+            let _ = message.encode_length_delimited(out);
             Ok(())
         }
     }

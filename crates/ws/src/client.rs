@@ -222,7 +222,8 @@ where
     Ok(WebSocket::with_options(
         stream,
         conn,
-        &buf[used..],
+        // `used` is the length of the head the parser found inside `buf`.
+        buf.get(used..).unwrap_or_default(),
         accepted.subprotocol,
         &opts.ws,
     ))

@@ -163,7 +163,8 @@ where
             Ok(WebSocket::with_options(
                 stream,
                 conn,
-                &buf[used..],
+                // `used` is the length of the head the parser found in `buf`.
+                buf.get(used..).unwrap_or_default(),
                 accepted.subprotocol,
                 &opts.ws,
             ))
@@ -336,10 +337,11 @@ impl Future for UpgradeFut {
         let this = self.get_mut();
         let upgraded = ready!(Pin::new(&mut this.on).poll(cx))
             .map_err(|e| WsError::Io(io::Error::other(e)))?;
-        let config = this
-            .config
-            .take()
-            .expect("UpgradeFut polled after completion");
+        let Some(config) = this.config.take() else {
+            return Poll::Ready(Err(WsError::Io(io::Error::other(
+                "UpgradeFut polled after completion",
+            ))));
+        };
         let conn = Connection::new(Role::Server, config, this.deflate);
         Poll::Ready(Ok(WebSocket::with_options(
             TokioIo::new(upgraded),

@@ -18,8 +18,29 @@ use crate::engine::Core;
 use crate::error::WsError;
 use crate::websocket::WebSocket;
 
-const READER: usize = 0;
-const WRITER: usize = 1;
+/// Which half of a split stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Half {
+    Reader,
+    Writer,
+}
+
+impl Half {
+    fn other(self) -> Half {
+        match self {
+            Half::Reader => Half::Writer,
+            Half::Writer => Half::Reader,
+        }
+    }
+
+    fn slot(self, slots: &mut [Option<Waker>; 2]) -> &mut Option<Waker> {
+        let [reader, writer] = slots;
+        match self {
+            Half::Reader => reader,
+            Half::Writer => writer,
+        }
+    }
+}
 
 /// The wakers of the two halves; handed to the stream as one waker.
 #[derive(Default)]
@@ -32,16 +53,17 @@ impl FanOut {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, half: usize, w: &Waker) {
+    fn register(&self, half: Half, w: &Waker) {
         let mut slots = self.slots();
-        match &slots[half] {
+        let slot = half.slot(&mut slots);
+        match slot {
             Some(old) if old.will_wake(w) => {}
-            _ => slots[half] = Some(w.clone()),
+            _ => *slot = Some(w.clone()),
         }
     }
 
-    fn wake_half(&self, half: usize) {
-        let w = self.slots()[half].take();
+    fn wake_half(&self, half: Half) {
+        let w = half.slot(&mut self.slots()).take();
         if let Some(w) = w {
             w.wake();
         }
@@ -56,7 +78,8 @@ impl Wake for FanOut {
     fn wake_by_ref(self: &Arc<Self>) {
         let [a, b] = {
             let mut s = self.slots();
-            [s[0].take(), s[1].take()]
+            let [a, b] = &mut *s;
+            [a.take(), b.take()]
         };
         if let Some(a) = a {
             a.wake();
@@ -84,7 +107,7 @@ impl<S> Shared<S> {
     /// other half if the poll changed something it waits for.
     fn poll<T>(
         &self,
-        half: usize,
+        half: Half,
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core<S>, &mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
@@ -93,10 +116,10 @@ impl<S> Shared<S> {
         let mut core = self.lock();
         let before = core.progress();
         let r = f(&mut core, &mut inner_cx);
-        let wake_other = core.concerns_other(before, half == READER);
+        let wake_other = core.concerns_other(before, half == Half::Reader);
         drop(core);
         if wake_other {
-            self.fanout.wake_half(1 - half);
+            self.fanout.wake_half(half.other());
         }
         r
     }
@@ -184,7 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     /// **Cancel safety:** cancel safe; dropping the future loses nothing.
     pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
         let shared = &self.shared;
-        poll_fn(|cx| shared.poll(READER, cx, |core, cx| core.poll_recv(cx))).await
+        poll_fn(|cx| shared.poll(Half::Reader, cx, |core, cx| core.poll_recv(cx))).await
     }
 
     /// A message already buffered, without I/O; see
@@ -264,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// flush writes them, in order.
     pub async fn flush(&mut self) -> Result<(), WsError> {
         let shared = &self.shared;
-        poll_fn(|cx| shared.poll(WRITER, cx, |core, cx| core.poll_flush(cx))).await
+        poll_fn(|cx| shared.poll(Half::Writer, cx, |core, cx| core.poll_flush(cx))).await
     }
 
     /// Sends a ping; see [`WebSocket::ping`].
@@ -285,6 +308,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
         self.shared.lock().start_close(code, reason)?;
         let shared = &self.shared;
-        poll_fn(|cx| shared.poll(WRITER, cx, |core, cx| core.poll_close(cx))).await
+        poll_fn(|cx| shared.poll(Half::Writer, cx, |core, cx| core.poll_close(cx))).await
     }
 }

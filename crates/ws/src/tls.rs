@@ -112,10 +112,15 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, WsEr
     }
     static SHARED: [OnceLock<Arc<ClientConfig>>; 3] =
         [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let [webpki, native, insecure] = &SHARED;
     let slot = if opts.insecure_skip_verify {
-        Some(&SHARED[2])
+        Some(insecure)
     } else if opts.extra_ca_pem.is_empty() {
-        Some(&SHARED[usize::from(opts.use_native_roots)])
+        Some(if opts.use_native_roots {
+            native
+        } else {
+            webpki
+        })
     } else {
         None
     };

@@ -61,23 +61,19 @@ fn unescape_newlines(pem: &str) -> std::borrow::Cow<'_, str> {
 
 /// Decode a PEM block: its label and DER bytes.
 fn pem_der(pem: &str) -> Result<(String, Vec<u8>), String> {
-    let start = pem
-        .find("-----BEGIN ")
+    let (_, rest) = pem
+        .split_once("-----BEGIN ")
         .ok_or_else(|| "not PEM (no -----BEGIN line)".to_owned())?;
-    let rest = &pem[start + "-----BEGIN ".len()..];
-    let label_end = rest
-        .find("-----")
+    let (label, rest) = rest
+        .split_once("-----")
         .ok_or_else(|| "malformed PEM header".to_owned())?;
-    let label = rest[..label_end].to_owned();
-    let body_start = label_end + 5;
+    // The END line is looked for after the BEGIN line, not inside it.
     let end_marker = format!("-----END {label}-----");
-    let body_end = rest
-        .find(&end_marker)
+    let (body, _) = rest
+        .split_once(&end_marker)
         .ok_or_else(|| format!("no {end_marker} line"))?;
-    let body: String = rest[body_start..body_end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let label = label.to_owned();
+    let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .map_err(|e| format!("PEM body is not base64: {e}"))?;

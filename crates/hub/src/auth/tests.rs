@@ -88,6 +88,19 @@ async fn hmac_family_verifies() {
     }
 }
 
+#[test]
+fn pem_whose_end_line_is_inside_the_begin_line_is_refused() {
+    // Used to slice backwards and panic: a config value aborted the node.
+    for pem in ["-----BEGIN -----END -----", "-----BEGIN X-----END X-----"] {
+        let mut cfg = TokenConfig::default();
+        cfg.rsa_public_key = pem.into();
+        assert!(TokenVerifier::new(&cfg).is_err(), "{pem}");
+        let mut cfg = TokenConfig::default();
+        cfg.ecdsa_public_key = pem.into();
+        assert!(TokenVerifier::new(&cfg).is_err(), "{pem}");
+    }
+}
+
 #[tokio::test]
 async fn rsa_family_verifies() {
     let mut cfg = TokenConfig::default();
