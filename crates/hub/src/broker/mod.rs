@@ -130,6 +130,9 @@ mod types;
 pub mod wire;
 
 #[cfg(any(test, feature = "conformance"))]
+// A test suite (built only for tests and for broker crates' tests): its
+// assertions are meant to panic.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 pub mod conformance;
 
 pub use memory::{new_epoch, MemoryBroker, MemoryBrokerConfig, MemoryStats};
