@@ -584,6 +584,22 @@ async fn until_accepted(url: &str) -> WebSocket<MaybeTlsStream> {
     }
 }
 
+/// Whether the server's stderr shows `needle` within a few seconds: stdout
+/// (where the test saw "listening on") and stderr are collected by separate
+/// reader threads, so a start-up line on stderr may arrive a moment later.
+fn stderr_shows(p: &Proc, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if p.stderr_so_far().contains(needle) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const NOFILE: u32 = 2000;
 const BURST: usize = 500;
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -598,8 +614,7 @@ fn over_capacity_clients_get_503_at_once() {
     let url = format!("ws://{addr}/connection/websocket");
     let cap = wshub_server::capacity::default_max_connections(u64::from(NOFILE)) as usize;
     assert!(
-        p.stderr_so_far()
-            .contains(&format!("capacity: {cap} open connections")),
+        stderr_shows(&p, &format!("capacity: {cap} open connections")),
         "{}",
         p.diagnostics()
     );
@@ -671,7 +686,7 @@ fn out_of_descriptors_clients_get_503_at_once() {
         &["-c", cfg.to_str().unwrap(), "--log", "warn"],
     );
     assert!(
-        p.stderr_so_far().contains("above what the open-file limit"),
+        stderr_shows(&p, "above what the open-file limit"),
         "no warning about max_connections over the descriptor limit\n{}",
         p.diagnostics()
     );
