@@ -173,8 +173,8 @@ impl ApiLimits {
     }
 }
 
-/// The methods of the API.
-const METHODS: &[&str] = &[
+/// The methods of the server API (`batch` included).
+pub const METHODS: &[&str] = &[
     "publish",
     "broadcast",
     "subscribe",

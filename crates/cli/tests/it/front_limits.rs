@@ -70,19 +70,8 @@ fn serve(name: &str, nofile: Option<u32>, args: &[&str]) -> (Proc, String) {
 /// `GET path` with `Connection: close`: the status and the body.
 async fn get(addr: &str, path: &str) -> (u16, String) {
     tokio::time::timeout(Duration::from_secs(10), async {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-        (status, body)
+        let s = TcpStream::connect(addr).await.expect("connect");
+        get_on(s, addr, path).await
     })
     .await
     .expect("GET timed out")
@@ -103,22 +92,31 @@ async fn get_tls(
     tokio::time::timeout(Duration::from_secs(10), async {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let mut s = connector.connect(name, tcp).await.expect("TLS handshake");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-        (status, body)
+        let s = connector.connect(name, tcp).await.expect("TLS handshake");
+        get_on(s, addr, path).await
     })
     .await
     .expect("GET over TLS timed out")
+}
+
+/// Sends `GET path` with `Connection: close` on `s` and reads the answer
+/// to the end: the status and the body.
+async fn get_on<S>(mut s: S, addr: &str, path: &str) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
+    (status, body)
 }
 
 /// The value of the sample `name` (with its labels, as printed) in
