@@ -869,11 +869,9 @@ impl Batch {
 struct BatchReq<'a> {
     #[serde(default, borrow)]
     commands: Option<&'a RawValue>,
-    /// Centrifugo runs such a batch's commands concurrently; the answers
-    /// are the same in order, which is how wshub runs every batch.
-    #[serde(default)]
-    #[allow(dead_code)]
-    parallel: bool,
+    // `parallel: true` is accepted (not a field: unknown keys are ignored):
+    // Centrifugo then runs the commands concurrently, and the replies are
+    // the same, in order, as wshub's sequential run gives.
 }
 
 /// The method key of a batch command.

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use wshub_ws::{ClientOptions, MaybeTlsStream, WebSocket, WsError};
 
-use crate::support::{Proc, STARTUP};
+use crate::support::{http_response, Proc, STARTUP};
 
 /// One test of this module at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -109,14 +109,7 @@ where
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    (status, body)
+    http_response(&out)
 }
 
 /// The value of the sample `name` (with its labels, as printed) in

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster::{http, metric, temp_dir};
-use crate::support::{wshub, Proc, STARTUP};
+use crate::support::{wshub, Proc};
 
 const QUEUE_MAX: u64 = 4 << 20;
 /// Publication payload size and rate: 50 KB × 20/s = 1 MB/s.
@@ -54,11 +54,7 @@ fn start_node() -> (Proc, SocketAddr) {
         .arg(&path)
         .env("RUST_LOG", "wshub_hub=info,wshub_server=info");
     let mut p = Proc::spawn("wshub serve", cmd);
-    let line = p.next_line(STARTUP);
-    let addr = line
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected line {line:?}\n{}", p.diagnostics()));
+    let addr = p.listening_addr();
     let _ = std::fs::remove_dir_all(dir);
     (p, addr)
 }

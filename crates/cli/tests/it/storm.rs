@@ -430,12 +430,8 @@ fn start_server() -> (Proc, SocketAddr) {
         .arg(&path)
         .env("RUST_LOG", "warn");
     let mut p = Proc::spawn("wshub serve", cmd);
-    let line = p.next_line(STARTUP);
+    let addr = p.listening_addr();
     let _ = std::fs::remove_dir_all(dir);
-    let addr = line
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", p.diagnostics()));
     (p, addr)
 }
 

@@ -326,6 +326,23 @@ impl Proc {
         }
     }
 
+    /// Reads the first stdout line, which must be `listening on
+    /// http://ADDR` (`wshub serve`), and returns the address.
+    pub fn listening_addr(&mut self) -> std::net::SocketAddr {
+        let line = self.next_line(STARTUP);
+        match line
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+        {
+            Some(addr) => addr,
+            None => panic!(
+                "{}: expected `listening on http://ADDR` as the first line, got {line:?}\n{}",
+                self.name,
+                self.diagnostics()
+            ),
+        }
+    }
+
     /// Waits at most `limit` for the process to exit (killing it and
     /// panicking if it does not), then returns everything it printed.
     pub fn wait(mut self, limit: Duration) -> Finished {
@@ -425,6 +442,19 @@ pub fn check_echo_client_output(stdout: &str, deflate: bool) {
             "missing {needed:?} in client output:\n{stdout}"
         );
     }
+}
+
+/// Splits a whole HTTP/1.1 response (read to the end of a `Connection:
+/// close` exchange) into its status (0 if there is none) and its body.
+pub fn http_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
+    (status, body)
 }
 
 /// Starts `wshub serve --listen 127.0.0.1:0` with its development

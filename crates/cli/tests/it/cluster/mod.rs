@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use wshub_client::{Client, ClientConfig, ClientEvent, SubscriptionConfig, SubscriptionEvent};
 
-use crate::support::{repo_root, wshub, Proc, STARTUP};
+use crate::support::{http_response, repo_root, wshub, Proc, STARTUP};
 
 /// HMAC secret of the connection tokens.
 pub const SECRET: &str = "cluster-secret";
@@ -304,11 +304,7 @@ impl Cluster {
                     "wshub_hub=info,wshub_broker_redis=info,wshub_broker_nats=info",
                 );
             let mut p = Proc::spawn(&format!("node {i} ({})", backend.name()), cmd);
-            let line = p.next_line(STARTUP);
-            let addr = line
-                .strip_prefix("listening on http://")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected line {line:?}\n{}", p.diagnostics()));
+            let addr = p.listening_addr();
             nodes.push(Node {
                 proc: Some(p),
                 addr,
@@ -345,17 +341,7 @@ pub fn http(
     s.write_all(req.as_bytes())?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    Ok(http_response(&out))
 }
 
 /// The value of the unlabeled metric `name` in the node's `/metrics`.
