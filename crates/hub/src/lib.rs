@@ -36,4 +36,5 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod outbound;
 pub mod session;

@@ -25,15 +25,6 @@ use crate::metrics::{
     PUSH_KINDS,
 };
 
-/// Turns an encoded protocol message into what the transport queues
-/// (for WebSocket: a complete frame, so that one broadcast frame is built
-/// once and shared). The default keeps the bytes as they are.
-pub type Framer = fn(Encoding, Bytes) -> Bytes;
-
-fn identity_framer(_: Encoding, b: Bytes) -> Bytes {
-    b
-}
-
 /// Counters and gauges of a node, rendered in the Prometheus text format.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -155,7 +146,6 @@ pub struct Node {
     metrics: Metrics,
     id: String,
     started: Instant,
-    framer: Framer,
     name: Mutex<String>,
     /// Surveys this node asked and waits for: id → where answers go.
     surveys: Mutex<HashMap<String, tokio::sync::mpsc::Sender<SurveyReply>>>,
@@ -351,15 +341,6 @@ pub fn random_id() -> String {
 impl Node {
     /// Starts a node on `broker` (which must not be started yet).
     pub async fn start(config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Node>, NodeError> {
-        Self::start_with_framer(config, broker, identity_framer).await
-    }
-
-    /// [`Node::start`] with the transport's [`Framer`].
-    pub async fn start_with_framer(
-        config: Config,
-        broker: Arc<dyn Broker>,
-        framer: Framer,
-    ) -> Result<Arc<Node>, NodeError> {
         let verifiers = Verifiers::from_config(&config)?;
         let metrics = Metrics::default();
         let api_budget = usize::try_from(config.http_api.max_in_flight_body_size)
@@ -376,7 +357,6 @@ impl Node {
             metrics,
             id: random_id(),
             started: Instant::now(),
-            framer,
             name: Mutex::new(default_node_name()),
             surveys: Mutex::new(HashMap::new()),
             survey_answers: AtomicUsize::new(0),
@@ -733,11 +713,6 @@ impl Node {
         });
     }
 
-    /// Encodes a protocol message for the transport.
-    pub fn frame(&self, encoding: Encoding, payload: Bytes) -> Bytes {
-        (self.framer)(encoding, payload)
-    }
-
     /// Queues `push` for every local subscriber of `channel` (only those
     /// that asked for join/leave when `join_leave`), encoding it at most
     /// once per encoding.
@@ -759,7 +734,7 @@ impl Node {
             };
             if slot.is_none() {
                 match encode_push_reply(enc, push) {
-                    Ok(b) => *slot = Some(self.frame(enc, b)),
+                    Ok(b) => *slot = Some(b),
                     Err(e) => {
                         tracing::warn!(channel, error = %e, "cannot encode push");
                         return;

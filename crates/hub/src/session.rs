@@ -1,9 +1,27 @@
 //! [`Session`]: the state machine of one client connection, independent of
-//! the transport. The transport feeds it frames of commands
-//! ([`Session::handle_frame`]) and actions from the node
-//! ([`Session::handle_control`]); the session answers by queueing encoded
-//! replies on its [`ClientHandle`], the same queue the fan-out pushes into,
-//! so a subscribe reply always precedes the channel's publications.
+//! the transport, and sans-I/O like the WebSocket engine: it never touches
+//! a socket or a clock of its own.
+//!
+//! - **In**: the bytes of one transport message of commands
+//!   ([`Session::handle_data`]), time ([`Session::poll_timeout`] tells when
+//!   it wants [`Session::handle_timeout`]), and actions from the node
+//!   (server API, cluster controls), which it takes from its own queue in
+//!   [`Session::take_output`].
+//! - **Out**: encoded protocol messages (replies and pushes, in the
+//!   session's encoding) from [`Session::take_output`], in order, each one
+//!   for the transport to frame and write; or a [`Disconnect`] to close with.
+//!
+//! It owns everything a client connection means whatever carries it:
+//! heartbeats (the server's ping, the pong deadline), the stale-connection
+//! deadline, token expiry and refresh, subscription expiry, presence
+//! refresh, the command rate limit, the outbound queue with its byte limit
+//! and the slow-consumer policy ([`ClientHandle`]), and the spread-out
+//! disconnect on shutdown. A transport adapter (WebSocket today; HTTP
+//! streaming, SSE, HTTP/2 and HTTP/3 next) only moves bytes and says what it
+//! can do ([`TransportInfo`]).
+//!
+//! The queue is the one the fan-out pushes into, so a subscribe reply
+//! always precedes the channel's publications.
 //!
 //! States: connecting (only `connect` is accepted) → connected → closed.
 //! A protocol violation ends the session with a [`Disconnect`].
@@ -15,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wshub_protocol::{
-    decode_commands, encode_reply, Command, ConnectRequest, ConnectResult, Disconnect,
+    decode_commands, encode_reply, ping_frame, Command, ConnectRequest, ConnectResult, Disconnect,
     DisconnectCode, Encoding, ErrorCode, HistoryRequest, HistoryResult, PresenceResult,
     PresenceStatsResult, PublishRequest, PublishResult, RefreshResult, Reply, Request,
     SubRefreshResult, Subscribe, SubscribeRequest, SubscribeResult, UnsubscribeCode,
@@ -33,6 +51,77 @@ use crate::node::{random_id, to_proto_info, to_proto_publication, Node};
 
 /// How long a presence entry lives without refresh.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
+
+/// What a transport is and can do: the facts the session needs to serve a
+/// client over it. The adapter fills it in; the session never asks which
+/// transport it is beyond this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportInfo {
+    /// A short name for logs and metrics (`"websocket"`, `"sse"`, ...).
+    pub name: &'static str,
+    /// How protocol messages are encoded on it.
+    pub encoding: Encoding,
+    /// Whether the client can send commands after connecting. A
+    /// unidirectional transport takes one connect and then only receives:
+    /// the server still pings (so proxies keep the stream open and the
+    /// client can tell a dead stream), but expects no pong, and any further
+    /// command is a protocol violation.
+    pub unidirectional: bool,
+}
+
+impl TransportInfo {
+    /// A bidirectional transport (commands and replies both ways).
+    pub fn bidirectional(name: &'static str, encoding: Encoding) -> Self {
+        TransportInfo {
+            name,
+            encoding,
+            unidirectional: false,
+        }
+    }
+
+    /// A unidirectional transport (one connect, then pushes only).
+    pub fn unidirectional(name: &'static str, encoding: Encoding) -> Self {
+        TransportInfo {
+            name,
+            encoding,
+            unidirectional: true,
+        }
+    }
+}
+
+/// What [`Session::take_output`] hands the transport.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Output {
+    /// Encoded protocol messages to write, in order.
+    pub messages: Vec<Bytes>,
+    /// Their total length in bytes. They stay counted against
+    /// `client.queue_max_size` until the transport reports what it still
+    /// holds ([`ClientHandle::set_in_flight`]).
+    pub bytes: usize,
+    /// After writing `messages` (none for a slow consumer: its queue was
+    /// dropped), close with this.
+    pub disconnect: Option<Disconnect>,
+}
+
+/// The session's clocks (all `Instant`s come from the transport's calls).
+#[derive(Debug, Clone)]
+struct Timers {
+    /// When to send the next ping (connected sessions).
+    next_ping: Instant,
+    /// When the outstanding ping's pong is due.
+    pong_deadline: Option<Instant>,
+    /// Until when a client may take to send `connect` (stale connection).
+    connect_deadline: Option<Instant>,
+    /// When to refresh presence entries next (connected sessions).
+    next_presence: Instant,
+    /// When the connection's credentials lapse (`exp` plus
+    /// `client.expired_close_delay`), if they do.
+    expire_at: Option<Instant>,
+    /// When to disconnect for a server shutdown, once one started.
+    shutdown_at: Option<Instant>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -69,7 +158,8 @@ pub struct Session {
     conn_info: Option<Bytes>,
     exp: Option<u64>,
     subs: HashMap<String, Sub>,
-    pong_seen: bool,
+    transport: TransportInfo,
+    timers: Timers,
     /// `limits.commands_per_second`, when set.
     commands: Option<TokenBucket>,
     /// Commands refused in a row by the rate limit.
@@ -107,10 +197,38 @@ fn ttl_of(exp: Option<u64>) -> (bool, u32) {
     }
 }
 
+/// `d`, or never when it is zero (a disabled timer).
+fn after(now: Instant, d: Duration) -> Option<Instant> {
+    (!d.is_zero()).then(|| now + d)
+}
+
+/// A delay in `[0, drain)` derived from the client id, so disconnects on
+/// shutdown are spread and clients do not all reconnect at once.
+fn spread(client: &str, drain: Duration) -> Duration {
+    if drain.is_zero() {
+        return Duration::ZERO;
+    }
+    let h = client
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let ms = drain.as_millis().max(1) as u64;
+    Duration::from_millis(h % ms)
+}
+
 impl Session {
-    /// A new session on `node` for a client speaking `encoding`.
-    pub fn new(node: Arc<Node>, encoding: Encoding) -> Self {
-        let max = node.config().client.queue_max_size as usize;
+    /// A new session on `node` for a client on `transport`, opened at `now`.
+    pub fn new(node: Arc<Node>, transport: TransportInfo, now: Instant) -> Self {
+        let encoding = transport.encoding;
+        let c = &node.config().client;
+        let max = c.queue_max_size as usize;
+        let timers = Timers {
+            next_ping: now + Self::ping_every(&node),
+            pong_deadline: None,
+            connect_deadline: after(now, c.stale_close_delay.as_std()),
+            next_presence: now + Self::presence_every(&node),
+            expire_at: None,
+            shutdown_at: None,
+        };
         let handle = Arc::new(ClientHandle::new(random_id(), encoding, max));
         let l = &node.config().limits;
         let commands = (l.commands_per_second > 0)
@@ -126,7 +244,8 @@ impl Session {
             conn_info: None,
             exp: None,
             subs: HashMap::new(),
-            pong_seen: false,
+            transport,
+            timers,
             commands,
             refused_in_a_row: 0,
         }
@@ -158,9 +277,166 @@ impl Session {
         self.exp
     }
 
-    /// Whether a pong came since the last call (and resets the flag).
-    pub fn take_pong(&mut self) -> bool {
-        std::mem::take(&mut self.pong_seen)
+    /// The transport this session runs on.
+    pub fn transport(&self) -> TransportInfo {
+        self.transport
+    }
+
+    /// Whether a ping is waiting for its pong.
+    pub fn awaits_pong(&self) -> bool {
+        self.timers.pong_deadline.is_some()
+    }
+
+    fn ping_every(node: &Node) -> Duration {
+        node.config()
+            .client
+            .ping_interval
+            .as_std()
+            .max(Duration::from_millis(10))
+    }
+
+    fn presence_every(node: &Node) -> Duration {
+        node.config()
+            .client
+            .presence_update_interval
+            .as_std()
+            .max(Duration::from_secs(1))
+    }
+
+    /// Recomputes when the credentials lapse after `exp` changed: at `exp`
+    /// plus `client.expired_close_delay`, measured on the transport's clock
+    /// from the wall clock's distance to `exp`.
+    fn set_exp(&mut self, exp: Option<u64>) {
+        let now = Instant::now();
+        self.exp = exp;
+        let delay = self.node.config().client.expired_close_delay.as_std();
+        self.timers.expire_at = exp.map(|e| {
+            let left = e.saturating_sub(now_unix());
+            now + Duration::from_secs(left) + delay
+        });
+    }
+
+    /// When the session next wants [`Session::handle_timeout`]: the nearest
+    /// of its deadlines (one timer per connection, whatever it waits for).
+    /// `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.timers;
+        let connected = self.state == State::Connected;
+        let sub_expiry = if connected {
+            self.next_sub_expiry().map(|d| Instant::now() + d)
+        } else {
+            None
+        };
+        [
+            t.shutdown_at,
+            t.pong_deadline,
+            (self.state == State::Connecting)
+                .then_some(t.connect_deadline)
+                .flatten(),
+            connected.then_some(t.next_ping),
+            connected.then_some(t.next_presence),
+            connected.then_some(t.expire_at).flatten(),
+            sub_expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .filter(|_| self.state != State::Closed)
+    }
+
+    /// Acts on every deadline due at `now`: shutdown (3001), a missing pong
+    /// (3012), a client that never connected (3010 stale), expired
+    /// credentials (3005), expired subscriptions (2501 unsubscribe pushes),
+    /// the next ping, the presence refresh. `Err` means: close with it.
+    ///
+    /// Cancel safety: not cancel safe (a broker call may be half done).
+    pub async fn handle_timeout(&mut self, now: Instant) -> Result<(), Disconnect> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        let due = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+        if due(self.timers.shutdown_at) {
+            return Err(DisconnectCode::SHUTDOWN.to_disconnect());
+        }
+        if due(self.timers.pong_deadline) {
+            self.node
+                .metrics()
+                .heartbeat_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(DisconnectCode::NO_PONG.to_disconnect());
+        }
+        if self.state == State::Connecting {
+            if due(self.timers.connect_deadline) {
+                return Err(DisconnectCode::STALE.to_disconnect());
+            }
+            return Ok(());
+        }
+        if due(self.timers.expire_at) && self.exp.is_some_and(|exp| exp <= now_unix()) {
+            return Err(DisconnectCode::EXPIRED.to_disconnect());
+        }
+        if self.next_sub_expiry().is_some_and(|d| d.is_zero()) {
+            self.expire_subscriptions().await;
+        }
+        if self.timers.next_ping <= now {
+            self.timers.next_ping = now + Self::ping_every(&self.node);
+            self.handle
+                .push(Bytes::from_static(ping_frame(self.encoding())));
+            let pong_timeout = self.node.config().client.pong_timeout.as_std();
+            if self.timers.pong_deadline.is_none() && !self.transport.unidirectional {
+                self.timers.pong_deadline = after(now, pong_timeout);
+            }
+        }
+        if self.timers.next_presence <= now {
+            self.timers.next_presence = now + Self::presence_every(&self.node);
+            self.refresh_presence().await;
+        }
+        Ok(())
+    }
+
+    /// The server is shutting down: disconnect with 3001 at a moment in
+    /// `[now, now + drain)` derived from the client id, so that clients do
+    /// not all reconnect at once. A second call changes nothing.
+    pub fn begin_shutdown(&mut self, now: Instant, drain: Duration) {
+        if self.timers.shutdown_at.is_none() {
+            self.timers.shutdown_at = Some(now + spread(self.client_id(), drain));
+        }
+    }
+
+    /// Takes everything queued for the client, in order, after applying the
+    /// actions the node queued for this session (their replies and pushes
+    /// included). Call after every wakeup of [`ClientHandle::notified`]
+    /// and after [`Session::handle_data`] / [`Session::handle_timeout`].
+    /// The messages' bytes stay counted against `client.queue_max_size` as
+    /// in flight until the transport calls [`ClientHandle::set_in_flight`].
+    ///
+    /// Cancel safety: not cancel safe.
+    pub async fn take_output(&mut self) -> Output {
+        let mut out = Output::default();
+        loop {
+            let drained = self.handle.drain();
+            out.bytes += drained.bytes;
+            out.messages.extend(drained.frames);
+            if drained.disconnect.is_some() {
+                out.disconnect = drained.disconnect;
+                break;
+            }
+            if drained.controls.is_empty() {
+                break;
+            }
+            for c in drained.controls {
+                if let Err(d) = Box::pin(self.handle_control(c)).await {
+                    // What the actions queued before still goes out.
+                    let rest = self.handle.drain();
+                    out.bytes += rest.bytes;
+                    out.messages.extend(rest.frames);
+                    out.disconnect = Some(d);
+                    return out;
+                }
+            }
+        }
+        let m = self.node.metrics();
+        m.count_sent(self.encoding(), out.messages.len() as u64, out.bytes as u64);
+        out
     }
 
     fn encoding(&self) -> Encoding {
@@ -169,7 +445,7 @@ impl Session {
 
     fn enqueue(&self, reply: &Reply) -> Option<Bytes> {
         match encode_reply(self.encoding(), reply) {
-            Ok(b) => Some(self.node.frame(self.encoding(), b)),
+            Ok(b) => Some(b),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode reply");
                 None
@@ -194,19 +470,28 @@ impl Session {
         }
     }
 
-    /// Decodes a frame of commands and handles each in order, queueing the
-    /// replies. An undecodable frame ends the session with 3501.
+    /// Decodes one transport message of commands (several in one message
+    /// are newline-delimited in JSON, length-prefixed in protobuf) and
+    /// handles each in order, queueing the replies. An undecodable message
+    /// ends the session with 3501; so does a command after connect on a
+    /// unidirectional transport.
     ///
     /// Cancel safety: not cancel safe (a command may be half applied).
-    pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
-        let commands = decode_commands(self.encoding(), frame).map_err(|e| {
+    pub async fn handle_data(&mut self, data: &[u8]) -> Result<(), Disconnect> {
+        self.node
+            .metrics()
+            .count_received(self.encoding(), data.len());
+        let commands = decode_commands(self.encoding(), data).map_err(|e| {
             tracing::debug!(client = %self.client_id(), error = %e, "bad frame");
             e.disconnect_code().to_disconnect()
         })?;
         for cmd in commands {
             if cmd.is_pong() {
-                self.pong_seen = true;
+                self.timers.pong_deadline = None;
                 continue;
+            }
+            if self.transport.unidirectional && self.state != State::Connecting {
+                return Err(bad_request());
             }
             if !self.take_command_token()? {
                 // Over the rate: error 111 for this command (nothing for
@@ -358,7 +643,7 @@ impl Session {
                     }
                     self.user = claims.user.clone();
                     self.conn_info = claims.info.clone();
-                    self.exp = claims.exp;
+                    self.set_exp(claims.exp);
                     server_subs = claims
                         .server_side_subscriptions()
                         .map(|(c, o)| (c.to_owned(), o.cloned()))
@@ -398,7 +683,7 @@ impl Session {
             expires,
             ttl,
             ping: cfg.client.ping_interval.as_std().as_secs() as u32,
-            pong: true,
+            pong: !self.transport.unidirectional,
             node: self.node.id().to_owned(),
             ..Default::default()
         };
@@ -432,7 +717,7 @@ impl Session {
                     after.push((channel, top));
                 }
                 Err(_) => {
-                    self.handle.end_pending(&channel, None, 0);
+                    self.handle.end_pending(&channel, Vec::new(), 0);
                 }
             }
         }
@@ -443,7 +728,7 @@ impl Session {
         };
         self.queue(&reply);
         for (channel, top) in after {
-            self.handle.end_pending(&channel, None, top);
+            self.handle.end_pending(&channel, Vec::new(), top);
         }
         Ok(None)
     }
@@ -671,12 +956,12 @@ impl Session {
                     subscribe: Some(res),
                     ..Default::default()
                 };
-                let frame = self.enqueue(&reply);
-                self.handle.end_pending(&channel, frame, top);
+                let reply = self.enqueue(&reply).into_iter().collect();
+                self.handle.end_pending(&channel, reply, top);
                 Ok(None)
             }
             Err(code) => {
-                self.handle.end_pending(&channel, None, 0);
+                self.handle.end_pending(&channel, Vec::new(), 0);
                 err(id, code)
             }
         }
@@ -807,7 +1092,7 @@ impl Session {
     async fn refresh(&mut self, id: u32, token: &str) -> CmdResult {
         match self.node.verifiers().connect.verify_connect(token).await {
             Ok(c) if c.user == self.user => {
-                self.exp = c.exp;
+                self.set_exp(c.exp);
                 let (expires, ttl) = ttl_of(self.exp);
                 Ok(Some(Reply {
                     id,
@@ -884,7 +1169,7 @@ impl Session {
             Control::Disconnect(d) => Err(d),
             Control::Refresh { expire_at, info } => {
                 if expire_at.is_some() {
-                    self.exp = expire_at;
+                    self.set_exp(expire_at);
                 }
                 if info.is_some() {
                     self.conn_info = info;
@@ -937,19 +1222,16 @@ impl Session {
                         // The recovered publications follow the subscribe
                         // push, before any live one (the pending queue holds
                         // those until `end_pending`).
-                        // Each is a complete WebSocket frame: back to back
-                        // they still go out in one write.
-                        let mut frames = bytes::BytesMut::new();
-                        frames.extend(self.enqueue(&Reply::from_push(push)));
+                        let mut messages: Vec<Bytes> =
+                            self.enqueue(&Reply::from_push(push)).into_iter().collect();
                         for p in res.publications {
                             let push = wshub_protocol::Push::publication(channel.clone(), p);
-                            frames.extend(self.enqueue(&Reply::from_push(push)));
+                            messages.extend(self.enqueue(&Reply::from_push(push)));
                         }
-                        let frame = (!frames.is_empty()).then(|| frames.freeze());
-                        self.handle.end_pending(&channel, frame, top);
+                        self.handle.end_pending(&channel, messages, top);
                     }
                     Err(_) => {
-                        self.handle.end_pending(&channel, None, 0);
+                        self.handle.end_pending(&channel, Vec::new(), 0);
                     }
                 }
                 Ok(())
@@ -1123,6 +1405,15 @@ mod tests {
             .unwrap()
     }
 
+    /// A session as the WebSocket adapter opens it.
+    fn ws(node: &Arc<Node>) -> Session {
+        Session::new(
+            node.clone(),
+            TransportInfo::bidirectional("test", Encoding::Json),
+            Instant::now(),
+        )
+    }
+
     fn replies(s: &Session) -> Vec<Reply> {
         s.handle()
             .drain()
@@ -1135,10 +1426,10 @@ mod tests {
     #[tokio::test]
     async fn publication_is_encoded_once_and_shared_by_subscribers() {
         let node = node().await;
-        let mut a = Session::new(node.clone(), Encoding::Json);
-        let mut b = Session::new(node.clone(), Encoding::Json);
+        let mut a = ws(&node);
+        let mut b = ws(&node);
         for s in [&mut a, &mut b] {
-            s.handle_frame(
+            s.handle_data(
                 br#"{"id":1,"connect":{}}
 {"id":2,"subscribe":{"channel":"c"}}"#,
             )
@@ -1147,7 +1438,7 @@ mod tests {
             let r = replies(s);
             assert!(r[0].connect.is_some() && r[1].subscribe.is_some(), "{r:?}");
         }
-        a.handle_frame(br#"{"id":3,"publish":{"channel":"c","data":{"x":1}}}"#)
+        a.handle_data(br#"{"id":3,"publish":{"channel":"c","data":{"x":1}}}"#)
             .await
             .unwrap();
         let fa = a.handle().drain().frames;
@@ -1176,17 +1467,17 @@ mod tests {
     #[tokio::test]
     async fn state_machine_refuses_commands_before_connect_and_second_connect() {
         let node = node().await;
-        let mut s = Session::new(node.clone(), Encoding::Json);
+        let mut s = ws(&node);
         let d = s
-            .handle_frame(br#"{"id":1,"presence":{"channel":"c"}}"#)
+            .handle_data(br#"{"id":1,"presence":{"channel":"c"}}"#)
             .await
             .unwrap_err();
         assert_eq!(d.code, 3501);
-        let mut s = Session::new(node, Encoding::Json);
-        s.handle_frame(br#"{"id":1,"connect":{}}"#).await.unwrap();
+        let mut s = ws(&node);
+        s.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
         assert!(s.is_connected());
         let d = s
-            .handle_frame(br#"{"id":2,"connect":{}}"#)
+            .handle_data(br#"{"id":2,"connect":{}}"#)
             .await
             .unwrap_err();
         assert_eq!(d.code, 3501);
@@ -1200,8 +1491,8 @@ mod tests {
         cfg.limits.command_flood_disconnect = 3;
         let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
         let node = Node::start(cfg, broker).await.unwrap();
-        let mut s = Session::new(node.clone(), Encoding::Json);
-        s.handle_frame(
+        let mut s = ws(&node);
+        s.handle_data(
             br#"{"id":1,"connect":{}}
 {"id":2,"ping":{}}
 {"id":3,"ping":{}}
@@ -1217,8 +1508,7 @@ mod tests {
             .map(|r| (r.id, r.error.as_ref().unwrap().code))
             .collect();
         assert_eq!(codes, [(3, 111), (4, 111)], "pongs cost nothing");
-        assert!(s.take_pong());
-        let d = s.handle_frame(br#"{"id":5,"ping":{}}"#).await.unwrap_err();
+        let d = s.handle_data(br#"{"id":5,"ping":{}}"#).await.unwrap_err();
         assert_eq!(d.code, 3013);
         assert_eq!(
             node.metrics()
@@ -1231,12 +1521,164 @@ mod tests {
     #[tokio::test]
     async fn pong_is_noticed_and_not_answered() {
         let node = node().await;
-        let mut s = Session::new(node, Encoding::Json);
-        s.handle_frame(br#"{"id":1,"connect":{}}"#).await.unwrap();
+        let mut s = ws(&node);
+        s.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
         replies(&s);
-        s.handle_frame(b"{}").await.unwrap();
-        assert!(s.take_pong());
-        assert!(!s.take_pong());
+        let ping_at = s.poll_timeout().unwrap();
+        s.handle_timeout(ping_at).await.unwrap();
+        assert!(s.awaits_pong());
+        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        s.handle_data(b"{}").await.unwrap();
+        assert!(!s.awaits_pong());
         assert!(replies(&s).is_empty());
+    }
+
+    /// Waits until `s`'s queue has something (the fan-out may deliver from
+    /// another thread), then takes the output.
+    async fn output(s: &mut Session) -> Output {
+        let h = s.handle().clone();
+        if h.queued_bytes() == 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.notified()).await;
+        }
+        s.take_output().await
+    }
+
+    fn decoded(out: &Output) -> Vec<Reply> {
+        out.messages
+            .iter()
+            .flat_map(|m| decode_replies(Encoding::Json, m).unwrap())
+            .collect()
+    }
+
+    /// The whole life of a client with no socket: bytes in, protocol
+    /// messages out, time passed in.
+    #[tokio::test]
+    async fn a_session_is_driven_from_bytes_and_time_only() {
+        let mut cfg = Config::development_default();
+        cfg.client.queue_max_size = 4096;
+        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let node = Node::start(cfg.clone(), broker).await.unwrap();
+        let t0 = Instant::now();
+
+        // A client that never connects is closed as stale.
+        let stale = Session::new(
+            node.clone(),
+            TransportInfo::bidirectional("bytes", Encoding::Json),
+            t0,
+        );
+        let due = stale.poll_timeout().unwrap();
+        assert_eq!(due, t0 + cfg.client.stale_close_delay.as_std());
+        let mut stale = stale;
+        assert_eq!(stale.handle_timeout(due).await.unwrap_err().code, 3502);
+
+        // Connect and subscribe in one message.
+        let mut s = Session::new(
+            node.clone(),
+            TransportInfo::bidirectional("bytes", Encoding::Json),
+            t0,
+        );
+        s.handle_data(
+            br#"{"id":1,"connect":{}}
+{"id":2,"subscribe":{"channel":"c"}}"#,
+        )
+        .await
+        .unwrap();
+        let r = decoded(&s.take_output().await);
+        assert!(r[0].connect.as_ref().unwrap().pong);
+        assert!(r[1].subscribe.is_some(), "{r:?}");
+
+        // A publication from another client reaches it as a push.
+        let mut p = ws(&node);
+        p.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
+        p.handle_data(br#"{"id":2,"publish":{"channel":"c","data":{"n":1}}}"#)
+            .await
+            .unwrap();
+        let r = decoded(&output(&mut s).await);
+        let publication = r
+            .iter()
+            .find_map(|r| r.push.as_ref()?.publication.as_ref())
+            .expect("a publication push");
+        assert_eq!(&*publication.data, br#"{"n":1}"#);
+
+        // The ping comes at `ping_interval`; without a pong the session
+        // ends with 3012 `pong_timeout` later.
+        let ping_at = s.poll_timeout().unwrap();
+        assert!(ping_at <= t0 + cfg.client.ping_interval.as_std());
+        s.handle_timeout(ping_at).await.unwrap();
+        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        // Other deadlines (the presence refresh) may come first.
+        let pong_due = ping_at + cfg.client.pong_timeout.as_std();
+        let d = loop {
+            let at = s.poll_timeout().unwrap();
+            assert!(at <= pong_due);
+            if let Err(d) = s.handle_timeout(at).await {
+                assert_eq!(at, pong_due);
+                break d;
+            }
+        };
+        assert_eq!(d.code, 3012);
+        s.close(Some(&d)).await;
+
+        // A subscriber that never takes its output is cut off as slow once
+        // its queue passes `client.queue_max_size`: its queue is dropped.
+        let mut slow = ws(&node);
+        slow.handle_data(
+            br#"{"id":1,"connect":{}}
+{"id":2,"subscribe":{"channel":"c"}}"#,
+        )
+        .await
+        .unwrap();
+        let big = format!(
+            r#"{{"id":3,"publish":{{"channel":"c","data":"{}"}}}}"#,
+            "x".repeat(1000)
+        );
+        for _ in 0..8 {
+            p.handle_data(big.as_bytes()).await.unwrap();
+        }
+        let h = slow.handle().clone();
+        for _ in 0..100 {
+            if h.is_slow() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let out = slow.take_output().await;
+        assert!(out.messages.is_empty());
+        assert_eq!(out.disconnect.as_ref().unwrap().code, 3008);
+        slow.close(out.disconnect.as_ref()).await;
+        p.close(None).await;
+        assert_eq!(node.hub().counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_unidirectional_session_takes_one_connect_and_expects_no_pong() {
+        let node = node().await;
+        let t0 = Instant::now();
+        let mut s = Session::new(
+            node.clone(),
+            TransportInfo::unidirectional("bytes", Encoding::Json),
+            t0,
+        );
+        s.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
+        let r = decoded(&s.take_output().await);
+        assert!(!r[0].connect.as_ref().unwrap().pong);
+        let ping_at = s.poll_timeout().unwrap();
+        s.handle_timeout(ping_at).await.unwrap();
+        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        assert!(!s.awaits_pong());
+        let d = s.handle_data(br#"{"id":2,"ping":{}}"#).await.unwrap_err();
+        assert_eq!(d.code, 3501);
+    }
+
+    #[tokio::test]
+    async fn shutdown_disconnects_within_the_drain_spread() {
+        let node = node().await;
+        let t0 = Instant::now();
+        let mut s = ws(&node);
+        s.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
+        s.begin_shutdown(t0, Duration::from_secs(2));
+        let at = s.poll_timeout().unwrap();
+        assert!(at < t0 + Duration::from_secs(2));
+        assert_eq!(s.handle_timeout(at).await.unwrap_err().code, 3001);
     }
 }

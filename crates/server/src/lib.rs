@@ -63,7 +63,6 @@ use tokio_rustls::TlsAcceptor;
 use wshub_hub::broker::Broker;
 use wshub_hub::config::{Config, TlsConfig};
 use wshub_hub::node::{Node, NodeError};
-use wshub_protocol::Encoding;
 
 mod admission;
 pub mod capacity;
@@ -131,15 +130,6 @@ pub const HTTP_ACCEPT_ERRORS: &str = "wshub_http_accept_errors_total";
 /// The answer to a client that speaks plain HTTP to the TLS port.
 const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\
 Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-
-fn ws_framer(enc: Encoding, payload: bytes::Bytes) -> bytes::Bytes {
-    let op = if enc.is_binary() {
-        wshub_proto::OpCode::Binary
-    } else {
-        wshub_proto::OpCode::Text
-    };
-    wshub_proto::encode_frame(op, &payload)
-}
 
 pub(crate) struct Shared {
     pub node: Arc<Node>,
@@ -215,7 +205,7 @@ impl Server {
         };
         let tls_handshake_timeout = hs.tls_handshake_timeout.as_std();
         let drain = config.shutdown.timeout.as_std().min(Duration::from_secs(5)) / 2;
-        let node = Node::start_with_framer(config, broker, ws_framer).await?;
+        let node = Node::start(config, broker).await?;
         if let Ok(a) = listener.local_addr() {
             node.set_name(format!("{}_{}", node.name(), a.port()));
         }
