@@ -18,7 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 use wshub_hub::limits::LIMIT_EXCEEDED;
 use wshub_hub::session::{Session, TransportInfo};
-use wshub_proto::Error as ProtoError;
 use wshub_protocol::{Disconnect, DisconnectCode, Encoding};
 use wshub_ws::{CloseCode, Message, Utf8Bytes, WebSocket, WsError};
 
@@ -90,12 +89,7 @@ where
                 let msg: Message = match m {
                     None => break None,
                     Some(Err(e)) => {
-                        if let WsError::Protocol(
-                            ProtoError::MessageTooBig
-                            | ProtoError::FrameTooBig
-                            | ProtoError::TooManyFragments,
-                        ) = e
-                        {
+                        if e.is_message_too_big() {
                             // The engine closed with 1009.
                             tracing::debug!(client = %session.client_id(), error = %e, "message size limit");
                             node.metrics().inc(LIMIT_EXCEEDED, "limit=\"message_size\"");

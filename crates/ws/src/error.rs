@@ -53,6 +53,21 @@ pub enum WsError {
     Send(SendError),
 }
 
+impl WsError {
+    /// Whether the peer sent a message or frame over the size limits (the
+    /// engine closed with 1009): a limit to count, not a broken peer.
+    pub fn is_message_too_big(&self) -> bool {
+        matches!(
+            self,
+            WsError::Protocol(
+                wshub_proto::Error::MessageTooBig
+                    | wshub_proto::Error::FrameTooBig
+                    | wshub_proto::Error::TooManyFragments
+            )
+        )
+    }
+}
+
 impl fmt::Display for WsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
