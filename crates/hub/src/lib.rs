@@ -2,19 +2,26 @@
 //!
 //! Transport-agnostic: channels, sessions, auth, limits, history and
 //! presence through the [`broker::Broker`] trait. It knows nothing of
-//! sockets or HTTP (that is `crates/server`), nor of the wire encoding
-//! beyond the protocol types of `wshub-protocol`.
+//! sockets, HTTP or WebSocket framing (that is `crates/server`), nor of the
+//! wire encoding beyond the protocol codec of `wshub-protocol`. See
+//! ARCHITECTURE.md at the repository root for the paths of a command and a
+//! publication and the invariants.
 //!
 //! - [`node::Node`]: one gateway process — config, broker, token verifiers,
 //!   metrics — and the fan-out of broker events (each publication encoded
 //!   once per encoding, the bytes shared by every local subscriber).
 //! - [`hub::Hub`]: channel → local subscribers in 64 shards (no global
-//!   lock on the publish path) and [`hub::ClientHandle`], a connection's
-//!   outbound queue with byte accounting (over `client.queue_max_size` →
-//!   disconnect 3008 slow).
+//!   lock on the publish path).
+//! - [`outbound::ClientHandle`]: a session's outbound queue of encoded
+//!   protocol messages with byte accounting (over `client.queue_max_size`
+//!   → disconnect 3008 slow), and [`outbound::Control`], the actions the
+//!   node asks a session to take.
 //! - [`session::Session`]: the per-connection state machine of the
 //!   Centrifugo client protocol (connect, subscribe with recovery, publish,
-//!   presence, history, refresh, ...).
+//!   presence, history, refresh, ...), sans-I/O: the bytes of a transport
+//!   message in, encoded protocol messages out, time passed in; it owns
+//!   heartbeats, expiry, limits and the slow-consumer policy, so a
+//!   transport adapter ([`session::TransportInfo`]) only moves bytes.
 //! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
 //! - [`limits`]: token buckets and the per-IP connection table.
 //! - [`metrics`]: lock-free histograms and counters, and the broker wrapper
