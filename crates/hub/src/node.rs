@@ -743,7 +743,7 @@ impl Node {
             }
             if let Some(f) = slot {
                 let len = f.len() as u64;
-                if s.handle.push_channel(channel, offset, f.clone()) {
+                if s.handle.push_channel_now(channel, offset, f.clone()) {
                     delivered += 1;
                     bytes += len;
                 } else {

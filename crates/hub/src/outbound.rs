@@ -57,6 +57,22 @@ pub enum Control {
     },
 }
 
+/// A transport's way to write one message now, from whichever thread
+/// holds it, without blocking and without waking the session's task: one
+/// non-blocking write attempt. The fan-out uses it for a client whose
+/// queue is empty and whose socket has taken everything so far, so a
+/// publication reaches an idle client without waiting for its task to be
+/// scheduled behind thousands of others.
+pub trait DirectWrite: Send + Sync {
+    /// Frames `message` (an encoded protocol message, as queued) and tries
+    /// to write it. `Ok(n)`: `n` bytes of it (or of earlier writes) are
+    /// still held by the transport, and its task must flush them (the
+    /// handle wakes it). `Err(())`: the transport is closing; the message
+    /// is dropped with the connection.
+    #[allow(clippy::result_unit_err)]
+    fn try_write(&self, message: Bytes) -> Result<usize, ()>;
+}
+
 #[derive(Default)]
 struct Outbound {
     frames: VecDeque<Bytes>,
@@ -71,6 +87,10 @@ struct Outbound {
     pending: HashMap<String, Vec<(u64, Bytes)>>,
     controls: Vec<Control>,
     disconnect: Option<Disconnect>,
+    /// The transport's direct writer, while the connection is open.
+    direct: Option<std::sync::Arc<dyn DirectWrite>>,
+    /// A direct write is under way (outside the lock): others queue.
+    writing: bool,
 }
 
 /// What a queued [`Control`] counts against the queue limit: its variable
@@ -182,6 +202,7 @@ impl ClientHandle {
             out.pending.clear();
             out.controls.clear();
             out.queued = 0;
+            out.direct = None;
             out.disconnect = Some(DisconnectCode::SLOW.to_disconnect());
             self.slow.store(true, Ordering::Relaxed);
             self.closing.notify_one();
@@ -233,6 +254,57 @@ impl ClientHandle {
         drop(out);
         self.notify.notify_one();
         ok
+    }
+
+    /// Like [`ClientHandle::push_channel`], but when nothing is queued or in
+    /// flight and the transport registered a [`DirectWrite`], writes the
+    /// push at once from the calling thread instead of waking the
+    /// session's task. Order is kept: a push only goes direct when
+    /// everything before it was written. Returns false on overflow.
+    pub fn push_channel_now(&self, channel: &str, offset: u64, frame: Bytes) -> bool {
+        let mut out = self.lock();
+        let fits = self.max_bytes == 0 || frame.len() <= self.max_bytes;
+        let direct = match &out.direct {
+            Some(d)
+                if fits
+                    && !out.writing
+                    && out.disconnect.is_none()
+                    && out.frames.is_empty()
+                    && out.controls.is_empty()
+                    && out.in_flight == 0
+                    && !out.pending.contains_key(channel) =>
+            {
+                d.clone()
+            }
+            _ => {
+                drop(out);
+                return self.push_channel(channel, offset, frame);
+            }
+        };
+        out.writing = true;
+        drop(out);
+        let r = direct.try_write(frame);
+        let mut out = self.lock();
+        out.writing = false;
+        let mut wake = !out.frames.is_empty() || !out.controls.is_empty();
+        if let Ok(left) = r {
+            if left > 0 {
+                // The transport holds the rest until its task flushes.
+                out.in_flight = out.in_flight.max(left);
+                wake = true;
+            }
+        }
+        drop(out);
+        if wake {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Registers (or with `None` removes) the transport's direct writer.
+    /// Remove it when the connection ends: it keeps the socket alive.
+    pub fn set_direct(&self, direct: Option<std::sync::Arc<dyn DirectWrite>>) {
+        self.lock().direct = direct;
     }
 
     /// Holds back pushes of `channel` until [`ClientHandle::end_pending`].
@@ -441,5 +513,62 @@ mod tests {
         h.end_pending("ch", vec![Bytes::from_static(b"reply")], 3);
         let d = h.drain();
         assert_eq!(d.frames, vec!["o1", "reply", "p4"]);
+    }
+
+    /// A transport that records what was written directly and holds back
+    /// `left` bytes of each write.
+    #[derive(Default)]
+    struct Recorder {
+        written: Mutex<Vec<Bytes>>,
+        left: std::sync::atomic::AtomicUsize,
+    }
+
+    impl DirectWrite for Recorder {
+        fn try_write(&self, message: Bytes) -> Result<usize, ()> {
+            self.written.lock().unwrap().push(message);
+            Ok(self.left.load(Ordering::Relaxed))
+        }
+    }
+
+    #[test]
+    fn an_idle_client_gets_pushes_directly_and_order_is_kept_otherwise() {
+        let h = ClientHandle::new("c", Encoding::Json, 0);
+        let rec = std::sync::Arc::new(Recorder::default());
+        h.set_direct(Some(rec.clone()));
+        // Idle: written at once, nothing queued or counted.
+        assert!(h.push_channel_now("ch", 1, Bytes::from_static(b"p1")));
+        assert_eq!(*rec.written.lock().unwrap(), vec!["p1"]);
+        assert_eq!(h.queued_bytes(), 0);
+        // Something queued (a reply): the push queues behind it.
+        h.push(Bytes::from_static(b"reply"));
+        assert!(h.push_channel_now("ch", 2, Bytes::from_static(b"p2")));
+        assert_eq!(rec.written.lock().unwrap().len(), 1);
+        assert_eq!(h.drain().frames, vec!["reply", "p2"]);
+        // Drained but not yet written by the transport: still queued.
+        assert!(h.push_channel_now("ch", 3, Bytes::from_static(b"p3")));
+        assert_eq!(rec.written.lock().unwrap().len(), 1);
+        h.drain();
+        h.set_in_flight(0);
+        // The transport kept part of a direct write: the next push waits
+        // for the task's flush.
+        rec.left.store(2, Ordering::Relaxed);
+        assert!(h.push_channel_now("ch", 4, Bytes::from_static(b"p4")));
+        assert_eq!(h.queued_bytes(), 2);
+        assert!(h.push_channel_now("ch", 5, Bytes::from_static(b"p5")));
+        assert_eq!(rec.written.lock().unwrap().len(), 2);
+        assert_eq!(h.drain().frames, vec!["p5"]);
+        // A channel being subscribed holds its pushes back.
+        h.set_in_flight(0);
+        rec.left.store(0, Ordering::Relaxed);
+        h.begin_pending("new");
+        assert!(h.push_channel_now("new", 1, Bytes::from_static(b"n1")));
+        assert_eq!(rec.written.lock().unwrap().len(), 2);
+        h.end_pending("new", vec![Bytes::from_static(b"sub")], 0);
+        assert_eq!(h.drain().frames, vec!["sub", "n1"]);
+        // Removed: the queue again.
+        h.set_in_flight(0);
+        h.set_direct(None);
+        assert!(h.push_channel_now("ch", 6, Bytes::from_static(b"p6")));
+        assert_eq!(h.drain().frames, vec!["p6"]);
     }
 }

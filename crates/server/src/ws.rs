@@ -8,6 +8,11 @@
 //! timer. What is WebSocket's own stays here: the message-size close
 //! (1009), the close handshake, and the write timeout of a socket that does
 //! not drain.
+//!
+//! The connection is split: the task owns the reader and the writer, and a
+//! [`WsSender`] is registered on the session's queue as its
+//! [`DirectWrite`], so the fan-out can write a publication to an idle
+//! socket at once, without waiting for this task to be scheduled.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +22,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 use wshub_hub::limits::LIMIT_EXCEEDED;
+use wshub_hub::node::Node;
+use wshub_hub::outbound::DirectWrite;
 use wshub_hub::session::{Session, TransportInfo};
 use wshub_protocol::{Disconnect, DisconnectCode, Encoding};
-use wshub_ws::{CloseCode, Message, Utf8Bytes, WebSocket, WsError};
+use wshub_ws::{CloseCode, Message, Utf8Bytes, WebSocket, WsError, WsSender, WsWriter};
 
 use crate::Shared;
 
@@ -30,32 +37,61 @@ fn transport(encoding: Encoding) -> TransportInfo {
     TransportInfo::bidirectional("websocket", encoding)
 }
 
-/// Frames one protocol message: a text message for JSON (the session's
-/// encoder writes UTF-8 only; anything else is refused, not sent), a binary
-/// one for protobuf.
-fn feed<S>(ws: &mut WebSocket<S>, encoding: Encoding, payload: Bytes) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let msg = if encoding.is_binary() {
-        Message::Binary(payload)
-    } else {
-        match Utf8Bytes::try_from_bytes(payload) {
-            Ok(t) => Message::Text(t),
-            Err(_) => {
-                tracing::warn!("dropping a JSON message that is not UTF-8");
-                return Ok(());
-            }
+/// One protocol message as a WebSocket message: text for JSON (the
+/// session's encoder writes UTF-8 only; anything else is dropped, not
+/// sent), binary for protobuf.
+fn message(encoding: Encoding, payload: Bytes) -> Option<Message> {
+    if encoding.is_binary() {
+        return Some(Message::Binary(payload));
+    }
+    match Utf8Bytes::try_from_bytes(payload) {
+        Ok(t) => Some(Message::Text(t)),
+        Err(_) => {
+            tracing::warn!("dropping a JSON message that is not UTF-8");
+            None
         }
-    };
-    ws.feed(msg)
+    }
+}
+
+fn feed<S>(ws: &mut WsWriter<S>, encoding: Encoding, payload: Bytes) -> Result<(), WsError> {
+    match message(encoding, payload) {
+        Some(m) => ws.feed(m),
+        None => Ok(()),
+    }
+}
+
+/// The fan-out's way onto this connection's socket (see the module doc).
+struct Direct<S> {
+    sender: WsSender<S>,
+    encoding: Encoding,
+    node: Arc<Node>,
+}
+
+impl<S> DirectWrite for Direct<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn try_write(&self, payload: Bytes) -> Result<usize, ()> {
+        let len = payload.len() as u64;
+        let Some(msg) = message(self.encoding, payload) else {
+            return Ok(0);
+        };
+        match self.sender.try_send(msg) {
+            Ok(left) => {
+                self.node.metrics().count_sent(self.encoding, 1, len);
+                Ok(left)
+            }
+            Err(_) => Err(()),
+        }
+    }
 }
 
 /// Serves one upgraded connection until it ends.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, mut ws: WebSocket<S>, encoding: Encoding)
+pub(crate) async fn serve<S>(shared: Arc<Shared>, ws: WebSocket<S>, encoding: Encoding)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (mut reader, mut ws) = ws.split();
     shared.open_ws.fetch_add(1, Ordering::Relaxed);
     let node = shared.node.clone();
     let write_timeout = match node.config().websocket.write_timeout.as_std() {
@@ -64,6 +100,11 @@ where
     };
     let mut session = Session::new(node.clone(), transport(encoding), std::time::Instant::now());
     let handle = session.handle().clone();
+    handle.set_direct(Some(Arc::new(Direct {
+        sender: ws.sender(),
+        encoding,
+        node: node.clone(),
+    })));
     let mut shutdown = shared.shutdown.clone();
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
@@ -85,7 +126,7 @@ where
                     break Some(d);
                 }
             }
-            m = ws.recv() => {
+            m = reader.recv() => {
                 let msg: Message = match m {
                     None => break None,
                     Some(Err(e)) => {
@@ -151,6 +192,8 @@ where
             tracing::info!(client = %session.client_id(), "slow consumer disconnected");
         }
     }
+    // The fan-out must not write (or keep the socket) any more.
+    handle.set_direct(None);
     Box::pin(session.close(disconnect.as_ref())).await;
     if let Some(d) = disconnect {
         // Messages queued before a requested disconnect still go out,

@@ -72,7 +72,7 @@ pub use server::{
     accept, accept_with, upgrade, RejectResponse, ServerOptions, UpgradeFut, UpgradeResponse,
     UpgradedWebSocket,
 };
-pub use split::{WsReader, WsWriter};
+pub use split::{WsReader, WsSender, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tls::{tls_acceptor_from_pem, TlsOptions};
 pub use websocket::WebSocket;

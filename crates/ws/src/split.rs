@@ -153,6 +153,61 @@ pub struct WsWriter<S> {
     shared: Arc<Shared<S>>,
 }
 
+/// A cloneable, thread-safe handle that writes messages on a split
+/// connection from anywhere, without blocking and without a task: one
+/// non-blocking write attempt per call (see [`WsSender::try_send`]). For a
+/// broadcast loop (a fan-out worker) that wants a message on an idle
+/// socket now rather than after the connection's task is scheduled.
+///
+/// It keeps the connection (and its socket) alive while it exists: drop
+/// it when the connection ends.
+pub struct WsSender<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for WsSender<S> {
+    fn clone(&self) -> Self {
+        WsSender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for WsSender<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsSender").finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsSender<S> {
+    /// Queues `msg` behind whatever is queued, then makes one non-blocking
+    /// attempt to write everything queued (and to flush the stream).
+    /// Returns how many bytes are still queued: 0 when all went to the
+    /// socket; otherwise the rest waits for the next flush, which the
+    /// caller must arrange (e.g. wake the task that owns the
+    /// [`WsWriter`]). The driver's lock is held for that one attempt only.
+    ///
+    /// Fails like [`WsWriter::feed`] (closed, queue full) or with the
+    /// write's I/O error.
+    pub fn try_send(&self, msg: Message) -> Result<usize, WsError> {
+        let mut cx = Context::from_waker(&self.shared.waker);
+        let mut core = self.shared.lock();
+        let before = core.progress();
+        core.feed(msg)?;
+        let r = core.poll_flush(&mut cx);
+        let left = core.conn.buffered_out();
+        let wake_reader = core.concerns_other(before, false);
+        drop(core);
+        if wake_reader {
+            self.shared.fanout.wake_half(Half::Reader);
+        }
+        match r {
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) | Poll::Pending => Ok(left),
+        }
+    }
+}
+
 impl<S> fmt::Debug for WsReader<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsReader").finish_non_exhaustive()
@@ -182,9 +237,13 @@ impl<S> WsReader<S> {
     }
 
     /// Puts the halves back together. Fails (returning both) if they come
-    /// from different connections.
+    /// from different connections or a [`WsSender`] of the connection is
+    /// still alive.
     pub fn reunite(self, writer: WsWriter<S>) -> Result<WebSocket<S>, (WsReader<S>, WsWriter<S>)> {
-        if !Arc::ptr_eq(&self.shared, &writer.shared) {
+        // A live `WsSender` shares the driver too: then they cannot be
+        // put back together (no new sender can appear meanwhile: senders
+        // come from the writer, which is ours, or from existing senders).
+        if !Arc::ptr_eq(&self.shared, &writer.shared) || Arc::strong_count(&self.shared) != 2 {
             return Err((self, writer));
         }
         drop(writer);
@@ -218,6 +277,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 }
 
 impl<S> WsWriter<S> {
+    /// A [`WsSender`] for this connection.
+    pub fn sender(&self) -> WsSender<S> {
+        WsSender {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Queues a message without writing it; see [`WebSocket::feed`].
     pub fn feed(&mut self, msg: Message) -> Result<(), WsError> {
         self.shared.lock().feed(msg)

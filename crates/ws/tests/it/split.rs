@@ -136,3 +136,60 @@ async fn writer_close_without_reader() {
     assert!(within(rx.recv()).await.is_none());
     within(server).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_writes_from_another_thread_and_the_writer_flushes_the_rest() {
+    let addr = echo_server(ServerOptions::default()).await;
+    let ws = within(connect(&format!("ws://{addr}/"), &ClientOptions::default()))
+        .await
+        .unwrap();
+    let (mut rx, mut tx) = ws.split();
+    let sender = tx.sender();
+    // From a plain thread, no runtime: small messages go out at once.
+    let left = std::thread::spawn(move || {
+        let mut left = Vec::new();
+        for i in 0..100u64 {
+            left.push(
+                sender
+                    .try_send(Message::Binary(payload(20, i).into()))
+                    .unwrap(),
+            );
+        }
+        // Nobody reads the echoes: the socket fills, and the rest stays
+        // queued (1 MB messages, at most 64).
+        for i in 0..64u64 {
+            let l = sender
+                .try_send(Message::Binary(payload(1_000_000, 100 + i).into()))
+                .unwrap();
+            left.push(l);
+            if l > 0 {
+                break;
+            }
+        }
+        left
+    })
+    .join()
+    .unwrap();
+    assert!(left[..100].iter().all(|&l| l == 0), "{:?}", &left[..100]);
+    assert!(*left.last().unwrap() > 0, "64 MB never filled the socket");
+    // The writer's flush writes what the sender left (while we read).
+    let big = left.len() - 100;
+    let flush = tokio::spawn(async move {
+        tx.flush().await.unwrap();
+        tx
+    });
+    for i in 0..100u64 {
+        let m = within(rx.recv()).await.unwrap().unwrap();
+        assert_eq!(m.as_bytes(), &payload(20, i)[..], "message {i}");
+    }
+    for i in 0..big as u64 {
+        let m = within(rx.recv()).await.unwrap().unwrap();
+        assert_eq!(m.as_bytes(), &payload(1_000_000, 100 + i)[..]);
+    }
+    let tx = within(flush).await.unwrap();
+    // A live sender keeps the halves apart.
+    let sender = tx.sender();
+    let (rx, tx) = rx.reunite(tx).unwrap_err();
+    drop(sender);
+    assert!(rx.reunite(tx).is_ok());
+}
