@@ -12,7 +12,9 @@ use wshub_hub::auth::{JwksError, JwksFetcher};
 /// the ring provider and the bundled Mozilla roots). Like Centrifugo: a
 /// 1 second timeout per attempt (connect, TLS, request and body) and 2
 /// attempts. Only a `200` answer is a key set; redirects are not followed;
-/// bodies over 1 MiB are refused.
+/// bodies over 1 MiB are refused. HTTP/1.1, straight to the host: proxy
+/// environment variables are not used (give a client with
+/// [`HttpJwksFetcher::with_client`] for that).
 #[derive(Clone)]
 pub struct HttpJwksFetcher {
     client: Option<reqwest::Client>,
