@@ -5,17 +5,26 @@
 //! Input: one format byte, the text, and optionally after a NUL byte
 //! `NAME=VALUE` lines that become `WSHUB_NAME` environment variables.
 #![no_main]
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use wshub_hub::auth::{HttpJwksFetcher, JwksFetcher, JwksOptions, TokenVerifier};
-use wshub_hub::config::{Format, Loader};
+use wshub_config::{Format, Loader};
+use wshub_hub::auth::{check_token_keys, JwksError, JwksFetcher, JwksOptions, TokenVerifier};
 
-/// One fetcher for all runs: building its root store each time would be
-/// most of the run time. It is never asked to fetch.
+/// Building a verifier fetches nothing (the first token does), so a
+/// fetcher that never answers is enough.
+#[derive(Debug)]
+struct NoFetch;
+
+#[async_trait::async_trait]
+impl JwksFetcher for NoFetch {
+    async fn fetch(&self, _url: &str) -> Result<bytes::Bytes, JwksError> {
+        Err(JwksError("not fetched while fuzzing".into()))
+    }
+}
+
 fn fetcher() -> Arc<dyn JwksFetcher> {
-    static FETCHER: OnceLock<Arc<HttpJwksFetcher>> = OnceLock::new();
-    FETCHER.get_or_init(|| Arc::new(HttpJwksFetcher::new())).clone()
+    Arc::new(NoFetch)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
         .lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (format!("WSHUB_{k}"), v.to_owned()));
-    let loader = Loader::new().env_vars(env);
+    // As `wshub serve` loads: public keys checked by the verifier's check.
+    let loader = Loader::new().token_key_check(check_token_keys).env_vars(env);
     let Ok(loaded) = loader.load_str(text, format) else { return };
     let _ = loaded.config.describe();
     let _ = loaded.config.validate();

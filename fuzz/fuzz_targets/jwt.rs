@@ -13,7 +13,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use wshub_hub::auth::TokenVerifier;
-use wshub_hub::config::TokenConfig;
+use wshub_config::TokenConfig;
 
 const HMAC: &str = "fuzz-secret";
 const RSA_PUB: &str = include_str!("../../crates/hub/src/auth/testdata/rsa_public.pem");

@@ -231,7 +231,7 @@ impl NatsBrokerConfig {
     /// `dial_timeout`, and `write_timeout` as the operation timeout (when not
     /// zero). TLS settings are not applied yet; use a `tls://` URL for a
     /// server that requires TLS with public certificates.
-    pub fn from_config(c: &wshub_hub::config::NatsConfig) -> Self {
+    pub fn from_config(c: &wshub_config::NatsConfig) -> Self {
         let mut cfg = NatsBrokerConfig::default()
             .url(c.url.clone())
             .prefix(c.prefix.clone());

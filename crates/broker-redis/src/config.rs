@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wshub_hub::config::RedisConfig;
+use wshub_config::RedisConfig;
 
 /// Settings of a [`RedisBroker`](crate::RedisBroker).
 ///

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wshub_config::{BrokerKind, Config, Loader};
 use wshub_hub::broker::{Broker, MemoryBroker, MemoryBrokerConfig};
-use wshub_hub::config::{BrokerKind, Config, Loader};
 
 /// `wshub serve` flags.
 #[derive(clap::Args)]
@@ -70,6 +70,7 @@ pub struct PublishArgs {
 
 fn load(path: &PathBuf) -> Result<Config> {
     let loaded = Loader::new()
+        .token_key_check(wshub_hub::auth::check_token_keys)
         .process_env()
         .load_file(path)
         .with_context(|| format!("cannot load {}", path.display()))?;

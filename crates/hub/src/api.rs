@@ -44,10 +44,10 @@ use tokio::sync::mpsc;
 use wshub_protocol::{Disconnect, DisconnectCode, ErrorCode};
 
 use crate::broker::{self, ClientInfo, StreamPosition};
-use crate::config::{channel_options, HttpApiConfig};
 use crate::hub::Control;
 use crate::node::Node;
 use crate::session::{publish_options, run_history};
+use wshub_config::{channel_options, HttpApiConfig};
 
 /// How a transport answers an [`ApiError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,7 +626,7 @@ pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Answer,
     execute(node, req).await
 }
 
-fn channel_error(e: crate::config::ChannelError) -> ApiError {
+fn channel_error(e: wshub_config::ChannelError) -> ApiError {
     ApiError {
         code: e.code(),
         message: e.to_string(),

@@ -26,7 +26,10 @@
 //! - [`limits`]: token buckets and the per-IP connection table.
 //! - [`metrics`]: lock-free histograms and counters, and the broker wrapper
 //!   that counts failed broker calls.
-//! - [`auth`], [`config`], [`broker`]: tokens, configuration, brokers.
+//! - [`auth`], [`broker`]: tokens and brokers.
+//!
+//! The configuration is typed options from `wshub-config` ([`wshub_config::Config`]);
+//! the hub reads no configuration file format.
 // No panic reachable from input: the release profile aborts on panic. Each
 // remaining exception is a tiny `#[allow]` with a comment proving it cannot fire.
 #![cfg_attr(
@@ -38,7 +41,6 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cluster;
-pub mod config;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

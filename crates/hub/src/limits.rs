@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::Config;
+use wshub_config::Config;
 
 /// Counter of refused or disconnected clients, labeled `limit="..."`.
 pub const LIMIT_EXCEEDED: &str = "wshub_client_limit_exceeded_total";

@@ -18,12 +18,12 @@ use crate::broker::{
     StreamPosition,
 };
 use crate::cluster::{ControlMessage, SurveyOp, SurveyReply, SurveyRequest, UserControl};
-use crate::config::Config;
 use crate::hub::{Advance, Control, Hub};
 use crate::metrics::{
     method_index, BrokerErrors, Histogram, MeteredBroker, BROKER_OPS, ENCODINGS, METHODS,
     PUSH_KINDS,
 };
+use wshub_config::Config;
 
 /// Counters and gauges of a node, rendered in the Prometheus text format.
 #[derive(Debug, Default)]
@@ -341,7 +341,18 @@ pub fn random_id() -> String {
 impl Node {
     /// Starts a node on `broker` (which must not be started yet).
     pub async fn start(config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Node>, NodeError> {
-        let verifiers = Verifiers::from_config(&config)?;
+        Self::start_with_jwks(config, broker, None).await
+    }
+
+    /// [`Node::start`], with `jwks` fetching the key sets of
+    /// `jwks_public_endpoint`s (the hub makes no HTTP call itself). Without
+    /// one, a configured endpoint fails the start.
+    pub async fn start_with_jwks(
+        config: Config,
+        broker: Arc<dyn Broker>,
+        jwks: Option<Arc<dyn crate::auth::JwksFetcher>>,
+    ) -> Result<Arc<Node>, NodeError> {
+        let verifiers = Verifiers::from_config_with(&config, jwks)?;
         let metrics = Metrics::default();
         let api_budget = usize::try_from(config.http_api.max_in_flight_body_size)
             .unwrap_or(usize::MAX)
@@ -644,7 +655,7 @@ impl Node {
     pub async fn check_positions(&self) {
         let mut behind = Vec::new();
         for (channel, known) in self.hub.positions() {
-            let Ok(resolved) = crate::config::channel_options(&self.config, &channel) else {
+            let Ok(resolved) = wshub_config::channel_options(&self.config, &channel) else {
                 continue;
             };
             let o = resolved.options;

@@ -43,10 +43,10 @@ use crate::auth::{AuthError, SubscribeOptions};
 use crate::broker::{
     self, recover, HistoryFilter, HistoryOptions, PublishOptions, RecoverOptions, StreamPosition,
 };
-use crate::config::{channel_options, ChannelError, ChannelOptions};
 use crate::hub::{ClientHandle, Control, Subscriber};
 use crate::limits::{TokenBucket, LIMIT_EXCEEDED, SUBSCRIPTIONS_EXPIRED};
 use crate::node::{random_id, to_proto_info, to_proto_publication, Node};
+use wshub_config::{channel_options, ChannelError, ChannelOptions};
 
 /// How long a presence entry lives without refresh.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
@@ -1388,7 +1388,7 @@ impl Session {
 }
 
 /// Publish options for a channel's history settings.
-pub fn publish_options(cfg: &crate::config::Config, o: &ChannelOptions) -> PublishOptions {
+pub fn publish_options(cfg: &wshub_config::Config, o: &ChannelOptions) -> PublishOptions {
     let mut po = PublishOptions::default();
     if o.history_enabled() {
         po = po.history(o.history_size as usize, o.history_ttl.as_std());
@@ -1453,7 +1453,7 @@ pub async fn run_history(
 mod tests {
     use super::*;
     use crate::broker::{MemoryBroker, MemoryBrokerConfig};
-    use crate::config::Config;
+    use wshub_config::Config;
     use wshub_protocol::decode_replies;
 
     async fn node() -> Arc<Node> {

@@ -27,6 +27,10 @@
 //! `net.core.somaxconn`). All of it is counted in `/metrics`
 //! ([`HTTP_TIMEOUTS`], [`HTTP_REFUSED`], [`HTTP_CONNECTIONS_OPEN`], ...).
 //!
+//! **Outbound HTTP:** the JWKS of `client.token.jwks_public_endpoint` is
+//! fetched with [`HttpJwksFetcher`] (`reqwest` over rustls), the key source
+//! the server gives its node; the hub itself makes no network call.
+//!
 //! **Must not know:** channel, auth or broker logic (that is `wshub-hub`:
 //! [`Node`], [`Session`](wshub_hub::session::Session)), or WebSocket framing
 //! (that is `wshub-ws`).
@@ -34,7 +38,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use wshub_hub::broker::{MemoryBroker, MemoryBrokerConfig};
-//! use wshub_hub::config::Config;
+//! use wshub_config::Config;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
@@ -60,15 +64,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use wshub_config::{Config, TlsConfig};
 use wshub_hub::broker::Broker;
-use wshub_hub::config::{Config, TlsConfig};
 use wshub_hub::node::{Node, NodeError};
 
 mod admission;
 pub mod capacity;
 mod conn;
 mod http;
+mod jwks;
 mod ws;
+
+pub use jwks::HttpJwksFetcher;
 
 use admission::{Admission, Phase, Refusal, ShedLog, SocketPermit, Spare};
 
@@ -205,7 +212,8 @@ impl Server {
         };
         let tls_handshake_timeout = hs.tls_handshake_timeout.as_std();
         let drain = config.shutdown.timeout.as_std().min(Duration::from_secs(5)) / 2;
-        let node = Node::start(config, broker).await?;
+        let jwks: Arc<dyn wshub_hub::auth::JwksFetcher> = Arc::new(HttpJwksFetcher::new());
+        let node = Node::start_with_jwks(config, broker, Some(jwks)).await?;
         if let Ok(a) = listener.local_addr() {
             node.set_name(format!("{}_{}", node.name(), a.port()));
         }

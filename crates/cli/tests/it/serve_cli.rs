@@ -226,3 +226,38 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `check-config` and `serve` read public keys the way the token verifier
+/// does: one it could not use is refused at load time, named by its path.
+#[test]
+fn check_config_refuses_unusable_token_keys() {
+    let dir = std::env::temp_dir().join(format!("wshub-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "client:\n  token:\n    rsa_public_key: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n\
+         \x20 subscription_token:\n    enabled: true\n    jwks_public_endpoint: \"ftp://keys.example.com/jwks\"\n",
+    )
+    .unwrap();
+    for cmd in [
+        &["check-config"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--config"],
+    ] {
+        let out = wshub()
+            .args(cmd)
+            .arg(&bad)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd:?} accepted it");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for key in [
+            "client.token.rsa_public_key: not an RSA public key",
+            "client.subscription_token.jwks_public_endpoint: must be an http:// or https:// URL",
+        ] {
+            assert!(err.contains(key), "{cmd:?}: missing {key:?} in:\n{err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

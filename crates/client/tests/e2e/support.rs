@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wshub_client::{Client, ClientConfig, ClientEvent, SubscriptionEvent};
+use wshub_config::{ChannelNamespace, ChannelOptions, Config};
 use wshub_hub::broker::{MemoryBroker, MemoryBrokerConfig};
-use wshub_hub::config::{ChannelNamespace, ChannelOptions, Config};
 
 /// Bound on every wait.
 pub const T: Duration = Duration::from_secs(5);

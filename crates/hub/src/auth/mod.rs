@@ -9,13 +9,14 @@
 //! HMAC, RSA and ECDSA keys, or a JWKS endpoint cached by `kid`
 //! ([`JwksCache`], fetched through [`JwksFetcher`]).
 //!
-//! What this module must not know: sockets (a JWKS fetch is behind
-//! [`JwksFetcher`]), sessions, or how the gateway answers; [`AuthError`]
+//! What this module must not know: sockets or HTTP (a JWKS fetch is behind
+//! [`JwksFetcher`], implemented outside the hub), sessions, or how the
+//! gateway answers; [`AuthError`]
 //! documents the Centrifugo codes the gateway maps each error to.
 //!
 //! ```
 //! use wshub_hub::auth::{generate_subscription_token, AuthError, Verifiers};
-//! use wshub_hub::config::Config;
+//! use wshub_config::Config;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let mut cfg = Config::default();
@@ -42,7 +43,5 @@ mod tests;
 pub use claims::{ConnectClaims, SubscribeClaims, SubscribeOptions, SubscribeOverride};
 pub use error::{AuthError, GenerateError, VerifierError};
 pub use generate::{generate_connection_token, generate_subscription_token};
-pub use jwks::{HttpJwksFetcher, JwksCache, JwksError, JwksFetcher, JwksOptions};
-pub use verifier::{TokenVerifier, Verifiers};
-
-pub(crate) use verifier::check_token_config;
+pub use jwks::{JwksCache, JwksError, JwksFetcher, JwksOptions};
+pub use verifier::{check_token_keys, TokenVerifier, Verifiers};

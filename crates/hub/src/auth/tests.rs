@@ -1,7 +1,7 @@
 //! Tests of token verification: every algorithm family, expiry, `alg: none`,
 //! algorithm confusion, wrong keys, subscription checks, audience/issuer,
-//! claims decoding, and the JWKS cache (fake fetcher and a real local HTTP
-//! server). Keys in `testdata/` are throwaway test keys made with openssl.
+//! claims decoding, and the JWKS cache (with a fake fetcher; the HTTP
+//! fetcher is tested with a real local server in `wshub-server`). Keys in `testdata/` are throwaway test keys made with openssl.
 
 // Configs are built the way code outside this crate must build them
 // (`#[non_exhaustive]` structs: default, then assign fields).
@@ -17,7 +17,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::config::{Config, TokenConfig};
+use wshub_config::{Config, TokenConfig};
 
 const RSA_PRIV: &str = include_str!("testdata/rsa_private.pem");
 const RSA_PUB: &str = include_str!("testdata/rsa_public.pem");
@@ -771,6 +771,52 @@ fn bad_key_configuration_is_reported() {
     assert_eq!(TokenVerifier::new(&cfg).unwrap_err().key, "audience_regex");
 }
 
+/// `wshub check-config` and `wshub serve` load with [`check_token_keys`]: a
+/// public key the verifier could not read is refused at load time, at its
+/// dotted path.
+#[test]
+fn config_validation_checks_keys_with_the_verifier() {
+    use wshub_config::{ConfigError, Format, Loader};
+    let bad_rsa = json!({"client": {"token": {"rsa_public_key":
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}}});
+    let loader = Loader::new().token_key_check(check_token_keys);
+    match loader.load_str(&bad_rsa.to_string(), Format::Json) {
+        Err(ConfigError::Invalid(errors)) => {
+            let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, ["client.token.rsa_public_key"]);
+        }
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+    let bad_ec = json!({"client": {"subscription_token": {"enabled": true,
+        "ecdsa_public_key": RSA_PUB}}});
+    match loader.load_str(&bad_ec.to_string(), Format::Json) {
+        Err(ConfigError::Invalid(errors)) => {
+            assert_eq!(errors[0].path, "client.subscription_token.ecdsa_public_key");
+        }
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+    let good = json!({"client": {"token": {"rsa_public_key": RSA_PUB,
+        "ecdsa_public_key": EC256_PUB}}});
+    loader.load_str(&good.to_string(), Format::Json).unwrap();
+}
+
+/// The hub fetches nothing itself: a JWKS endpoint without a fetcher is a
+/// configuration error at start, not a failure on every token.
+#[test]
+fn jwks_endpoint_needs_a_fetcher() {
+    let mut cfg = Config::default();
+    cfg.client.token.jwks_public_endpoint = "https://auth.example.com/jwks".into();
+    let err = Verifiers::from_config(&cfg).unwrap_err();
+    assert_eq!(err.key, "jwks_public_endpoint");
+    assert!(err.message.contains("fetcher"), "{err}");
+    let fetcher: Arc<dyn JwksFetcher> = FakeFetcher::new(JWKS);
+    let v = Verifiers::from_config_with(&cfg, Some(fetcher)).unwrap();
+    assert_eq!(
+        v.connect.jwks().map(|c| c.url()),
+        Some("https://auth.example.com/jwks")
+    );
+}
+
 // ---- JWKS ----
 
 #[derive(Debug)]
@@ -1054,89 +1100,4 @@ async fn jwks_cancelled_lookup_leaves_cache_usable() {
     // The next lookup is not rate limited by the abandoned fetch.
     connect(&v, &t).await.unwrap();
     assert_eq!(f.calls(), 2);
-}
-
-/// A real HTTP server on 127.0.0.1 serving the JWKS, fetched with
-/// [`HttpJwksFetcher`].
-#[tokio::test]
-async fn http_fetcher_against_a_local_server() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen = requests.clone();
-    let server = tokio::spawn(async move {
-        // Serve a bounded number of connections, then stop.
-        for _ in 0..3 {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                match sock.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => n += k,
-                }
-            }
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let ok = req.starts_with("GET /.well-known/jwks.json?realm=x HTTP/1.1\r\n");
-            seen.lock().unwrap().push(req);
-            let resp = if ok {
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-                    JWKS.len(),
-                    JWKS
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_owned()
-            };
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        }
-    });
-
-    let fetcher = HttpJwksFetcher::new().timeout(Duration::from_secs(5));
-    let url = format!("http://{addr}/.well-known/jwks.json?realm=x");
-    let body = fetcher.fetch(&url).await.unwrap();
-    assert_eq!(body.as_ref(), JWKS.as_bytes());
-    assert!(requests.lock().unwrap()[0]
-        .to_ascii_lowercase()
-        .contains(&format!("host: {addr}")));
-
-    // Through the verifier.
-    let mut cfg = TokenConfig::default();
-    cfg.jwks_public_endpoint = url.clone();
-    let v =
-        TokenVerifier::with_jwks_fetcher(&cfg, Arc::new(fetcher.clone()), JwksOptions::default())
-            .unwrap();
-    let t = sign(
-        Algorithm::ES256,
-        &ec_key(EC256_PRIV),
-        Some("ec-256"),
-        &json!({"sub": "h"}),
-    );
-    assert_eq!(v.verify_connect(&t).await.unwrap().user, "h");
-
-    // A 404 is an error (one attempt, so the server sees one request).
-    let err = fetcher
-        .attempts(1)
-        .fetch(&format!("http://{addr}/missing"))
-        .await
-        .unwrap_err();
-    assert!(err.0.contains("404"), "{err}");
-    server.await.unwrap();
-}
-
-#[tokio::test]
-async fn http_fetcher_reports_refused_connections() {
-    // Bind then drop to get a port that nothing listens on.
-    let addr = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
-    let f = HttpJwksFetcher::new().timeout(Duration::from_secs(2));
-    let err = f.fetch(&format!("http://{addr}/jwks")).await.unwrap_err();
-    assert!(err.0.contains("connect"), "{err}");
-    assert!(f.fetch("file:///etc/passwd").await.is_err());
 }

@@ -10,10 +10,10 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::claims::{effective_expiry, raw_or_b64, NumericDate, RawClaims};
-use super::jwks::{alg_name, HttpJwksFetcher, JwksCache, JwksFetcher, JwksOptions};
+use super::jwks::{alg_name, JwksCache, JwksFetcher, JwksOptions};
 use super::keys::{ec_public_key, parse_alg, rsa_public_key, Curve, Family};
 use super::{AuthError, ConnectClaims, SubscribeClaims, VerifierError};
-use crate::config::{Config, TokenConfig};
+use wshub_config::{Config, TokenConfig};
 
 /// Verifies connection and subscription JWTs with Centrifugo v6 semantics.
 ///
@@ -27,7 +27,7 @@ use crate::config::{Config, TokenConfig};
 ///
 /// ```
 /// use wshub_hub::auth::{generate_connection_token, TokenVerifier};
-/// use wshub_hub::config::Config;
+/// use wshub_config::Config;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let mut cfg = Config::default();
@@ -95,16 +95,28 @@ pub struct Verifiers {
 
 impl Verifiers {
     /// Build both from a configuration, with
-    /// `client.insecure_skip_token_signature_verify` applied.
+    /// `client.insecure_skip_token_signature_verify` applied. A
+    /// configuration with a `jwks_public_endpoint` needs a fetcher: see
+    /// [`Verifiers::from_config_with`].
     pub fn from_config(config: &Config) -> Result<Verifiers, VerifierError> {
+        Self::from_config_with(config, None)
+    }
+
+    /// [`Verifiers::from_config`], with JWKS endpoints fetched by `jwks`
+    /// (cached with [`JwksOptions::default`]). Without a fetcher, a
+    /// configured endpoint is an error (key `jwks_public_endpoint`).
+    pub fn from_config_with(
+        config: &Config,
+        jwks: Option<Arc<dyn JwksFetcher>>,
+    ) -> Result<Verifiers, VerifierError> {
         let skip = config.client.insecure_skip_token_signature_verify;
-        let connect =
-            Arc::new(TokenVerifier::new(&config.client.token)?.skip_signature_verify(skip));
+        let verifier = |t: &TokenConfig| {
+            TokenVerifier::build(t, jwks.clone(), JwksOptions::default())
+                .map(|v| Arc::new(v.skip_signature_verify(skip)))
+        };
+        let connect = verifier(&config.client.token)?;
         let subscribe = if config.client.subscription_token.enabled {
-            Arc::new(
-                TokenVerifier::new(&config.client.subscription_token.token)?
-                    .skip_signature_verify(skip),
-            )
+            verifier(&config.client.subscription_token.token)?
         } else {
             connect.clone()
         };
@@ -112,30 +124,24 @@ impl Verifiers {
     }
 }
 
-/// Check the keys and JWKS URL of a token config (used by config validation).
-pub(crate) fn check_token_config(t: &TokenConfig) -> Result<(), (&'static str, String)> {
+/// Check the public keys of a token config (`rsa_public_key`,
+/// `ecdsa_public_key`) the way [`TokenVerifier::new`] reads them: the
+/// [`wshub_config::TokenKeyCheck`] that config validation (and
+/// `wshub check-config`) is given.
+///
+/// ```
+/// use wshub_config::{Format, Loader};
+/// let text = r#"{"client": {"token": {"rsa_public_key": "junk"}}}"#;
+/// assert!(Loader::new().load_str(text, Format::Json).is_ok()); // not parsed
+/// let checked = Loader::new().token_key_check(wshub_hub::auth::check_token_keys);
+/// assert!(checked.load_str(text, Format::Json).is_err());
+/// ```
+pub fn check_token_keys(t: &TokenConfig) -> Result<(), (&'static str, String)> {
     if !t.rsa_public_key.is_empty() {
         rsa_public_key(&t.rsa_public_key).map_err(|m| ("rsa_public_key", m))?;
     }
     if !t.ecdsa_public_key.is_empty() {
         ec_public_key(&t.ecdsa_public_key).map_err(|m| ("ecdsa_public_key", m))?;
-    }
-    if !t.jwks_public_endpoint.is_empty() {
-        check_jwks_url(&t.jwks_public_endpoint).map_err(|m| ("jwks_public_endpoint", m))?;
-    }
-    Ok(())
-}
-
-fn check_jwks_url(u: &str) -> Result<(), String> {
-    if u.contains("{{") {
-        return Err("templated JWKS endpoints ({{var}}) are not supported by wshub".into());
-    }
-    let parsed = url::Url::parse(u).map_err(|e| format!("bad URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must be an http:// or https:// URL".into());
-    }
-    if parsed.host().is_none() {
-        return Err("no host".into());
     }
     Ok(())
 }
@@ -182,14 +188,11 @@ struct Checked {
 }
 
 impl TokenVerifier {
-    /// A verifier for these settings. A JWKS endpoint is fetched over
-    /// HTTP(S) with [`HttpJwksFetcher`] and cached with [`JwksOptions::default`].
+    /// A verifier for these settings, with static keys only: a
+    /// `jwks_public_endpoint` is an error here (use
+    /// [`TokenVerifier::with_jwks_fetcher`]).
     pub fn new(cfg: &TokenConfig) -> Result<Self, VerifierError> {
-        Self::with_jwks_fetcher(
-            cfg,
-            Arc::new(HttpJwksFetcher::new()),
-            JwksOptions::default(),
-        )
+        Self::build(cfg, None, JwksOptions::default())
     }
 
     /// A verifier that fetches the JWKS (if configured) with `fetcher`.
@@ -198,10 +201,24 @@ impl TokenVerifier {
         fetcher: Arc<dyn JwksFetcher>,
         options: JwksOptions,
     ) -> Result<Self, VerifierError> {
+        Self::build(cfg, Some(fetcher), options)
+    }
+
+    fn build(
+        cfg: &TokenConfig,
+        fetcher: Option<Arc<dyn JwksFetcher>>,
+        options: JwksOptions,
+    ) -> Result<Self, VerifierError> {
         let keys = if !cfg.jwks_public_endpoint.is_empty() {
-            check_jwks_url(&cfg.jwks_public_endpoint).map_err(|message| VerifierError {
+            wshub_config::check_jwks_endpoint(&cfg.jwks_public_endpoint).map_err(|message| {
+                VerifierError {
+                    key: "jwks_public_endpoint",
+                    message,
+                }
+            })?;
+            let fetcher = fetcher.ok_or_else(|| VerifierError {
                 key: "jwks_public_endpoint",
-                message,
+                message: "set, but no JWKS fetcher was given to the verifier".into(),
             })?;
             Keys::Jwks(Arc::new(JwksCache::new(
                 cfg.jwks_public_endpoint.clone(),

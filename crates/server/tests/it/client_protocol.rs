@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use wshub_config::{ChannelNamespace, ChannelOptions, Config};
 use wshub_hub::auth::generate_connection_token;
-use wshub_hub::config::{ChannelNamespace, ChannelOptions, Config};
 use wshub_protocol::{Command, ConnectRequest, Encoding, PublishRequest, SubscribeRequest};
 use wshub_ws::ClientOptions;
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wshub_config::Config;
 use wshub_hub::auth::{generate_connection_token, generate_subscription_token};
-use wshub_hub::config::Config;
 use wshub_protocol::{decode_replies, Encoding};
 
 use crate::support::{dev_config, start, Client, TestServer, T};

@@ -5,6 +5,7 @@
 mod api;
 mod client_protocol;
 mod http_timeouts;
+mod jwks;
 mod limits;
 mod metrics;
 mod support;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{ChannelOptions, Config, ConfigError};
+use super::{ChannelOptions, Config, ConfigError, TokenKeyCheck};
 
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "WSHUB";
@@ -104,7 +104,7 @@ pub struct Loaded {
 /// then validation.
 ///
 /// ```
-/// use wshub_hub::config::Loader;
+/// use wshub_config::Loader;
 /// let loaded = Loader::new()
 ///     .env_vars([("WSHUB_HTTP_API_KEY".to_string(), "k".to_string())])
 ///     .load_defaults()
@@ -115,6 +115,7 @@ pub struct Loaded {
 pub struct Loader {
     prefix: String,
     env: Vec<(String, String)>,
+    keys: Option<TokenKeyCheck>,
 }
 
 impl Default for Loader {
@@ -129,7 +130,15 @@ impl Loader {
         Loader {
             prefix: ENV_PREFIX.to_owned(),
             env: Vec::new(),
+            keys: None,
         }
+    }
+
+    /// Check the public keys of tokens with `check` during validation (see
+    /// [`TokenKeyCheck`]); without it they are not parsed here.
+    pub fn token_key_check(mut self, check: TokenKeyCheck) -> Self {
+        self.keys = Some(check);
+        self
     }
 
     /// Use another environment prefix (without the trailing `_`).
@@ -212,7 +221,7 @@ impl Loader {
         );
         ignored_known_keys(&input, &mut unknown);
         warnings.splice(0..0, unknown);
-        match config.validate() {
+        match config.validate_with(self.keys) {
             Ok(()) if refused.is_empty() => {}
             Ok(()) => return Err(ConfigError::Invalid(refused)),
             Err(ConfigError::Invalid(mut errors)) => {

@@ -62,11 +62,26 @@ fn whole_seconds(d: Duration) -> bool {
     d.as_std().subsec_nanos() == 0
 }
 
+/// Checks the public keys of a token config (`rsa_public_key`,
+/// `ecdsa_public_key`): `Err((key, message))` names the first bad key.
+///
+/// This crate knows no key formats; the token verifier does, and supplies
+/// the check (`wshub_hub::auth::check_token_keys`) to
+/// [`Config::validate_with`] or [`crate::Loader::token_key_check`].
+pub type TokenKeyCheck = fn(&TokenConfig) -> Result<(), (&'static str, String)>;
+
 impl Config {
     /// Check the configuration; every problem is reported, not only the first.
+    /// Public keys of tokens are not parsed (see [`Config::validate_with`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with(None)
+    }
+
+    /// [`Config::validate`], with the public keys of `client.token` and
+    /// `client.subscription_token` checked by `keys`.
+    pub fn validate_with(&self, keys: Option<TokenKeyCheck>) -> Result<(), ConfigError> {
         let mut e = Errors(Vec::new());
-        self.validate_into(&mut e);
+        self.validate_into(&mut e, keys);
         if e.0.is_empty() {
             Ok(())
         } else {
@@ -74,7 +89,7 @@ impl Config {
         }
     }
 
-    fn validate_into(&self, e: &mut Errors) {
+    fn validate_into(&self, e: &mut Errors, keys: Option<TokenKeyCheck>) {
         if !LOG_LEVELS.contains(&self.log.level.as_str()) {
             e.push(
                 "log.level",
@@ -239,9 +254,14 @@ impl Config {
 
         // Client.
         let c = &self.client;
-        check_token(e, "client.token", &c.token);
+        check_token(e, "client.token", &c.token, keys);
         if c.subscription_token.enabled {
-            check_token(e, "client.subscription_token", &c.subscription_token.token);
+            check_token(
+                e,
+                "client.subscription_token",
+                &c.subscription_token.token,
+                keys,
+            );
         }
         if c.ping_interval <= c.pong_timeout {
             e.push(
@@ -432,7 +452,7 @@ fn check_tls(e: &mut Errors, path: &str, tls: &TlsConfig, server: bool) {
     }
 }
 
-fn check_token(e: &mut Errors, path: &str, t: &TokenConfig) {
+fn check_token(e: &mut Errors, path: &str, t: &TokenConfig, keys: Option<TokenKeyCheck>) {
     if !t.audience.is_empty() && !t.audience_regex.is_empty() {
         e.push(
             format!("{path}.audience_regex"),
@@ -472,9 +492,31 @@ fn check_token(e: &mut Errors, path: &str, t: &TokenConfig) {
             "must not be negative",
         );
     }
-    if let Err((key, message)) = crate::auth::check_token_config(t) {
+    // One error at most for the keys and the JWKS URL, the first one.
+    let first = match keys.map(|check| check(t)) {
+        Some(Err(bad)) => Err(bad),
+        _ if t.jwks_public_endpoint.is_empty() => Ok(()),
+        _ => check_jwks_endpoint(&t.jwks_public_endpoint).map_err(|m| ("jwks_public_endpoint", m)),
+    };
+    if let Err((key, message)) = first {
         e.push(format!("{path}.{key}"), message);
     }
+}
+
+/// Check a `jwks_public_endpoint` value: an `http://` or `https://` URL with
+/// a host, not a Centrifugo template (`{{var}}`). `Err` says what is wrong.
+pub fn check_jwks_endpoint(u: &str) -> Result<(), String> {
+    if u.contains("{{") {
+        return Err("templated JWKS endpoints ({{var}}) are not supported by wshub".into());
+    }
+    let parsed = url::Url::parse(u).map_err(|e| format!("bad URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    if parsed.host().is_none() {
+        return Err("no host".into());
+    }
+    Ok(())
 }
 
 fn check_channel_options(

@@ -1,4 +1,10 @@
-//! Configuration in the Centrifugo v6 file format.
+//! # wshub-config: configuration in the Centrifugo v6 file format
+//!
+//! This crate owns everything between a configuration file and typed
+//! options: the file formats, the environment variables, the defaults, the
+//! validation and the refusals behind `wshub check-config`, and the schemas
+//! of every section, the brokers' ([`RedisConfig`], [`NatsConfig`]) included.
+//! The other crates take the typed [`Config`] and know no file format.
 //!
 //! `wshub serve` reads the same configuration files as Centrifugo v6 (JSON,
 //! YAML or TOML, chosen by file extension), with the same section and key
@@ -18,11 +24,13 @@
 //! of namespace objects; one option of a namespace that exists is
 //! `WSHUB_CHANNEL_NAMESPACES_<NAME>_<OPTION>`. Empty variables count as unset.
 //!
-//! What this module must not know: sockets, HTTP, the broker implementations.
-//! It describes; `crates/server` and the hub act on it.
+//! What this crate must not know: sockets, HTTP, the broker implementations,
+//! key formats (the token verifier checks public keys through
+//! [`TokenKeyCheck`]). It describes; `crates/server`, the hub and the brokers
+//! act on it.
 //!
 //! ```
-//! use wshub_hub::config::{channel_options, Format, Loader};
+//! use wshub_config::{channel_options, Format, Loader};
 //!
 //! let text = r#"{
 //!     "client": {"token": {"hmac_secret_key": "secret"}},
@@ -36,6 +44,12 @@
 //! assert!(ch.options.presence);
 //! assert!(channel_options(&loaded.config, "nope:x").is_err()); // 102 unknown channel
 //! ```
+
+// No panic reachable from input: the release profile aborts on panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod channel;
 mod duration;
@@ -52,7 +66,7 @@ pub use channel::{
 };
 pub use duration::{Duration, DurationParseError};
 pub use load::{ConfigWarning, Format, Loaded, Loader, WarningKind, ENV_PREFIX};
-pub use validate::ValidationError;
+pub use validate::{check_jwks_endpoint, TokenKeyCheck, ValidationError};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -545,7 +559,7 @@ impl Default for ClientConfig {
     }
 }
 
-/// `client.token`: how JWTs are verified. See [`crate::auth`].
+/// `client.token`: how JWTs are verified (by `wshub_hub::auth`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 #[non_exhaustive]
