@@ -371,48 +371,6 @@ impl Shard {
     }
 }
 
-/// Selects from `pubs` (contiguous offsets, oldest first), ignoring the
-/// first `lo` entries, what `filter` asks for.
-fn select(
-    pubs: &VecDeque<Arc<Publication>>,
-    lo: usize,
-    filter: &HistoryFilter,
-) -> Vec<Arc<Publication>> {
-    let len = pubs.len();
-    let limit = filter.limit.unwrap_or(usize::MAX);
-    let Some(first) = pubs.front().map(|p| p.offset) else {
-        return Vec::new();
-    };
-    if limit == 0 || lo >= len {
-        return Vec::new();
-    }
-    // Index of the first publication with an offset above `x`.
-    let after = |x: u64| -> usize {
-        if x < first {
-            0
-        } else {
-            usize::try_from(x - first + 1).map_or(len, |i| i.min(len))
-        }
-    };
-    if filter.reverse {
-        let end = match &filter.since {
-            None => len,
-            Some(sp) if sp.offset == 0 => 0,
-            Some(sp) => after(sp.offset - 1),
-        };
-        if end <= lo {
-            return Vec::new();
-        }
-        pubs.range(lo..end).rev().take(limit).cloned().collect()
-    } else {
-        let start = filter
-            .since
-            .as_ref()
-            .map_or(lo, |sp| after(sp.offset).max(lo));
-        pubs.range(start..).take(limit).cloned().collect()
-    }
-}
-
 /// A fresh epoch: 64 bits from a randomly keyed SipHash of the time, the
 /// process id and a counter. Epochs need to differ between incarnations of
 /// a stream, not to be secret.
@@ -699,19 +657,17 @@ impl Broker for MemoryBroker {
             streams, timers, ..
         } = &mut *shard;
         let stream = stream_for(streams, timers, channel, now, meta_ttl);
-        let len = stream.pubs.len();
-        // The window under the channel's current settings.
-        let expired_now =
-            !opts.ttl.is_zero() && stream.last_publish.is_some_and(|t| t + opts.ttl <= now);
-        let lo = if expired_now {
-            len
-        } else if opts.size > 0 {
-            len.saturating_sub(opts.size)
-        } else {
-            0
-        };
+        let pubs = &stream.pubs;
+        let first = pubs.front().map_or(0, |p| p.offset);
+        let newest_age = stream
+            .last_publish
+            .map(|t| now.saturating_duration_since(t));
+        let publications = filter
+            .select(first, pubs.len(), newest_age, &opts)
+            .filter_map(|i| pubs.get(i).cloned())
+            .collect();
         Ok(HistoryResult {
-            publications: select(&stream.pubs, lo, &filter),
+            publications,
             position: stream.position(),
         })
     }

@@ -138,8 +138,8 @@ pub mod conformance;
 pub use memory::{new_epoch, MemoryBroker, MemoryBrokerConfig, MemoryStats};
 pub use recovery::{evaluate_recovery, recover, RecoverOptions, Recovery};
 pub use types::{
-    BrokerError, ClientInfo, HistoryFilter, HistoryOptions, HistoryResult, NodeInfo, Presence,
-    PresenceStats, Publication, PublishOptions, StreamPosition,
+    BrokerError, ClientInfo, HistoryFilter, HistoryOptions, HistoryResult, HistorySelection,
+    NodeInfo, Presence, PresenceStats, Publication, PublishOptions, StreamPosition,
 };
 
 /// How a broker pushes into the node.
