@@ -124,6 +124,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod layer;
 mod memory;
 mod recovery;
 mod types;
@@ -135,6 +136,7 @@ pub mod wire;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 pub mod conformance;
 
+pub use layer::{BrokerLayer, BrokerOp, Layered};
 pub use memory::{new_epoch, MemoryBroker, MemoryBrokerConfig, MemoryStats};
 pub use recovery::{evaluate_recovery, recover, RecoverOptions, Recovery};
 pub use types::{
