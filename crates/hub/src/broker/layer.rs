@@ -1,42 +1,5 @@
 //! Layering a broker: a wrapper that changes some calls and forwards the
-//! rest.
-//!
-//! A [`BrokerLayer`] has one method per [`Broker`] method, each given the
-//! broker underneath; every default forwards the call unchanged, so a layer
-//! overrides only what it changes. [`BrokerLayer::observe`] sees the outcome
-//! of every call (for counting, logging, tracing) without overriding any.
-//! [`BrokerLayer::over`] puts a layer over a broker: a [`Layered`], itself
-//! a [`Broker`], so layers stack and the node, the conformance suite and
-//! the tests take them like any broker.
-//!
-//! ```
-//! # use std::sync::Arc;
-//! # use async_trait::async_trait;
-//! use wshub_hub::broker::*;
-//!
-//! /// Refuses publications into channels starting with `readonly:`.
-//! struct ReadOnly;
-//!
-//! #[async_trait]
-//! impl BrokerLayer for ReadOnly {
-//!     async fn publish(
-//!         &self,
-//!         inner: &dyn Broker,
-//!         channel: &str,
-//!         publication: Publication,
-//!         opts: PublishOptions,
-//!     ) -> Result<StreamPosition, BrokerError> {
-//!         if channel.starts_with("readonly:") {
-//!             return Err(BrokerError::InvalidOptions("read-only channel".into()));
-//!         }
-//!         inner.publish(channel, publication, opts).await
-//!     }
-//! }
-//!
-//! let memory: Arc<dyn Broker> = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
-//! let broker: Arc<dyn Broker> = Arc::new(ReadOnly.over(memory));
-//! assert_eq!(broker.name(), "memory");
-//! ```
+//! rest ([`BrokerLayer`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +108,44 @@ impl BrokerOp {
     }
 }
 
-/// What a wrapper around a [`Broker`] changes; see the [module](self) docs.
+/// What a wrapper around a [`Broker`] changes.
+///
+/// A [`BrokerLayer`] has one method per [`Broker`] method, each given the
+/// broker underneath; every default forwards the call unchanged, so a layer
+/// overrides only what it changes. [`BrokerLayer::observe`] sees the outcome
+/// of every call (for counting, logging, tracing) without overriding any.
+/// [`BrokerLayer::over`] puts a layer over a broker: a [`Layered`], itself
+/// a [`Broker`], so layers stack and the node, the conformance suite and
+/// the tests take them like any broker.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use async_trait::async_trait;
+/// use wshub_hub::broker::*;
+///
+/// /// Refuses publications into channels starting with `readonly:`.
+/// struct ReadOnly;
+///
+/// #[async_trait]
+/// impl BrokerLayer for ReadOnly {
+///     async fn publish(
+///         &self,
+///         inner: &dyn Broker,
+///         channel: &str,
+///         publication: Publication,
+///         opts: PublishOptions,
+///     ) -> Result<StreamPosition, BrokerError> {
+///         if channel.starts_with("readonly:") {
+///             return Err(BrokerError::InvalidOptions("read-only channel".into()));
+///         }
+///         inner.publish(channel, publication, opts).await
+///     }
+/// }
+///
+/// let memory: Arc<dyn Broker> = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+/// let broker: Arc<dyn Broker> = Arc::new(ReadOnly.over(memory));
+/// assert_eq!(broker.name(), "memory");
+/// ```
 ///
 /// Each method gets `inner`, the broker underneath, and by default forwards
 /// to it unchanged, keeping its contract (and its cancel safety). An

@@ -47,7 +47,10 @@
 //! [`BrokerError::InvalidOptions`], not silently no history. A history call
 //! compares offsets only: for a client's `history(since: ...)` the gateway
 //! compares `since.epoch` with the returned position itself and answers
-//! Centrifugo's "unrecoverable position" (112) when they differ.
+//! Centrifugo's "unrecoverable position" (112) when they differ. Which
+//! publications a history call returns is one rule,
+//! [`HistoryFilter::select`], used by every broker that keeps its window
+//! itself.
 //!
 //! # Failures of a networked backend
 //!
@@ -70,6 +73,13 @@
 //! entry for `ttl`; the node refreshes its clients periodically and removes
 //! them on unsubscribe. Node infos for `/api/info` are leases too
 //! ([`Broker::register_node`]).
+//!
+//! # Layers
+//!
+//! A wrapper that changes a few calls of a broker (counting failures,
+//! dropping events in a test, routing a shared backend) is a
+//! [`BrokerLayer`]: it overrides only what it changes, every other call is
+//! forwarded, and [`BrokerLayer::over`] makes it a [`Broker`] again.
 //!
 //! # The memory broker
 //!
