@@ -84,8 +84,10 @@
 //!
 //! # Failures
 //!
-//! async-nats reconnects by itself, forever, with a backoff capped at
-//! [`NatsBrokerConfig::reconnect_max_delay`], and subscribes again to every
+//! async-nats reconnects by itself, forever, with exponential backoff and
+//! full jitter (at once the first time, then a random delay below a ceiling
+//! of 50 ms doubling to [`NatsBrokerConfig::reconnect_max_delay`],
+//! [`wshub_backoff`]), and subscribes again to every
 //! subject. The broker watches delivery with the connection events and a
 //! probe: every [`NatsBrokerConfig::probe_interval`] it publishes to its
 //! probe subject and expects the message back within
@@ -197,7 +199,8 @@ pub struct NatsBrokerConfig {
     /// How long a publication that arrived ahead of its predecessors is
     /// held for them (default 1 s).
     pub reorder_window: Duration,
-    /// Longest wait between two reconnection attempts (default 2 s).
+    /// Ceiling of the (randomly jittered) wait between two reconnection
+    /// attempts (default 2 s).
     pub reconnect_max_delay: Duration,
     /// Default time a stream position is kept after the last publish or
     /// history call (default 720 h, Centrifugo's `history_meta_ttl`); also
@@ -430,11 +433,26 @@ fn require_ttl(ttl: Duration, what: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// A short random pause after a compare-and-set conflict.
+/// A short random pause after a compare-and-set conflict: full jitter
+/// under 1 ms doubling to 32 ms.
 async fn conflict_pause(attempt: u32) {
-    let cap = 1u64 << attempt.min(5); // up to 32 ms
-    let jitter = RandomState::new().hash_one(attempt) % (cap * 1000);
-    tokio::time::sleep(Duration::from_micros(jitter)).await;
+    let d =
+        wshub_backoff::full_jitter(attempt, Duration::from_millis(1), Duration::from_millis(32));
+    tokio::time::sleep(d).await;
+}
+
+/// The delay before async-nats' reconnect attempt `attempts` (1 for the
+/// first): none for the first, then full jitter under 50 ms doubling to
+/// `max` ([`wshub_backoff::full_jitter`]), so nodes that lost one server
+/// do not come back in lockstep.
+fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
+    match attempts.checked_sub(1) {
+        None | Some(0) => Duration::ZERO,
+        Some(n) => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            wshub_backoff::full_jitter(n, Duration::from_millis(25), max)
+        }
+    }
 }
 
 /// What a compare-and-set update does with the current value.
@@ -492,14 +510,7 @@ impl NatsBroker {
             .request_timeout(Some(c.op_timeout))
             .ping_interval((c.probe_interval * 5).max(Duration::from_secs(5)))
             .max_reconnects(None)
-            .reconnect_delay_callback(move |attempts| {
-                if attempts <= 1 {
-                    Duration::ZERO
-                } else {
-                    let exp = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(16);
-                    Duration::from_millis(25u64 << exp).min(max_delay)
-                }
-            })
+            .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, max_delay))
             .event_callback(move |event| {
                 let events = events.clone();
                 async move {
@@ -1424,5 +1435,26 @@ impl NatsBroker {
             return Err(BrokerError::AlreadyStarted);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_with_full_jitter() {
+        let max = Duration::from_secs(2);
+        assert_eq!(reconnect_delay(0, max), Duration::ZERO);
+        assert_eq!(reconnect_delay(1, max), Duration::ZERO);
+        for attempts in 2..200 {
+            let exp = u32::try_from(attempts - 1).unwrap().min(20);
+            let top = (Duration::from_millis(25) * 2u32.pow(exp)).min(max);
+            let draws: Vec<Duration> = (0..200).map(|_| reconnect_delay(attempts, max)).collect();
+            assert!(draws.iter().all(|d| *d <= top), "attempt {attempts}");
+            // Jittered: not one fixed delay per attempt.
+            assert!(draws.iter().any(|d| *d != draws[0]), "attempt {attempts}");
+        }
+        assert!(reconnect_delay(usize::MAX, max) <= max);
     }
 }

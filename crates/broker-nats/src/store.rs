@@ -9,6 +9,7 @@
 //! 2.9 has no per-message TTL) and the stream's counters.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -237,20 +238,11 @@ impl StoredStream {
         now_ms: u64,
     ) -> Result<Vec<Arc<Publication>>, BrokerError> {
         let len = self.pubs.len();
-        let ttl_ms = u64::try_from(opts.ttl.as_millis()).unwrap_or(u64::MAX);
-        let expired_now = ttl_ms != 0
-            && self.last_publish_ms != 0
-            && self.last_publish_ms.saturating_add(ttl_ms) <= now_ms;
-        let lo = if expired_now {
-            len
-        } else if opts.size > 0 {
-            len.saturating_sub(opts.size)
-        } else {
-            0
-        };
+        let newest_age = (self.last_publish_ms != 0)
+            .then(|| Duration::from_millis(now_ms.saturating_sub(self.last_publish_ms)));
         let first = self.top + 1 - len as u64;
-        select_indexes(len, first, lo, filter)
-            .into_iter()
+        filter
+            .select(first, len, newest_age, opts)
             .filter_map(|i| self.pubs.get(i).map(|encoded| (i, encoded)))
             .map(|(i, encoded)| {
                 wire::decode_publication(encoded).map(|(mut p, _)| {
@@ -260,40 +252,6 @@ impl StoredStream {
                 })
             })
             .collect()
-    }
-}
-
-/// Indexes into a window of `len` contiguous offsets starting at `first`,
-/// ignoring the first `lo`, that `filter` selects, in the order asked for.
-fn select_indexes(len: usize, first: u64, lo: usize, filter: &HistoryFilter) -> Vec<usize> {
-    let limit = filter.limit.unwrap_or(usize::MAX);
-    if len == 0 || limit == 0 || lo >= len {
-        return Vec::new();
-    }
-    // Index of the first publication with an offset above `x`.
-    let after = |x: u64| -> usize {
-        if x < first {
-            0
-        } else {
-            usize::try_from(x - first + 1).map_or(len, |i| i.min(len))
-        }
-    };
-    if filter.reverse {
-        let end = match &filter.since {
-            None => len,
-            Some(sp) if sp.offset == 0 => 0,
-            Some(sp) => after(sp.offset - 1),
-        };
-        if end <= lo {
-            return Vec::new();
-        }
-        (lo..end).rev().take(limit).collect()
-    } else {
-        let start = filter
-            .since
-            .as_ref()
-            .map_or(lo, |sp| after(sp.offset).max(lo));
-        (start..len).take(limit).collect()
     }
 }
 
@@ -442,7 +400,7 @@ mod tests {
                 "{filter:?}"
             );
         }
-        let capped = HistoryOptions::new(2, std::time::Duration::from_secs(60));
+        let capped = HistoryOptions::new(2, Duration::from_secs(60));
         assert_eq!(
             offsets(&s.select(&HistoryFilter::all(), &capped, 2).unwrap()),
             vec![4, 5]

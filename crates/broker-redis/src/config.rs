@@ -36,10 +36,12 @@ pub struct RedisBrokerConfig {
     /// within `io_timeout` (default 1 s). Zero disables the probe (a lost
     /// connection is still detected, a stalled server is not).
     pub probe_interval: Duration,
-    /// First delay before reconnecting the PUB/SUB connection (default
-    /// 50 ms); it doubles per failed attempt, with jitter.
+    /// Ceiling of the first delay before reconnecting the PUB/SUB
+    /// connection (default 50 ms); it doubles per failed attempt up to
+    /// `reconnect_max_delay`, and each delay is drawn uniformly below it
+    /// (full jitter, [`wshub_backoff`]).
     pub reconnect_min_delay: Duration,
-    /// Largest delay between reconnect attempts (default 2 s).
+    /// Ceiling of the delay between reconnect attempts (default 2 s).
     pub reconnect_max_delay: Duration,
     /// Default time a stream position is kept after the last publish or
     /// history call, when the call does not say (default 720 h, as

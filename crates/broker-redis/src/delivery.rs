@@ -2,10 +2,8 @@
 //! wants, the reader that pushes events into the node, the probe, and
 //! reconnection.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +13,7 @@ use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use redis::{Msg, RedisResult};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
+use wshub_backoff::Backoff;
 use wshub_hub::broker::wire::{self, ChannelEvent};
 use wshub_hub::broker::{BrokerError, BrokerEventHandler};
 
@@ -355,58 +354,5 @@ impl Task {
             }
         }
         None
-    }
-}
-
-/// Exponential backoff with jitter: `min`, doubling up to `max`, each delay
-/// drawn uniformly from its upper half.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-    random: RandomState,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max: max.max(min),
-            attempt: 0,
-            random: RandomState::new(),
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let full = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let fraction = (self.random.hash_one(self.attempt) % 1024) as f64 / 1024.0;
-        full / 2 + (full / 2).mul_f64(fraction)
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_jitter() {
-        let (min, max) = (Duration::from_millis(50), Duration::from_secs(2));
-        let mut b = Backoff::new(min, max);
-        let mut full = min;
-        for _ in 0..12 {
-            let d = b.next_delay();
-            assert!(d >= full / 2 && d <= full, "{d:?} for {full:?}");
-            full = (full * 2).min(max);
-        }
-        b.reset();
-        assert!(b.next_delay() <= min);
     }
 }

@@ -104,8 +104,9 @@
 //! delivers nothing, e.g. a stopped process). On either, the broker calls
 //! `on_delivery_interrupted(reason)` once, logs a warning,
 //! [`health`](wshub_hub::broker::Broker::health) fails until delivery is
-//! back, and it reconnects with exponential backoff and jitter
-//! (`reconnect_min_delay` doubling to `reconnect_max_delay`). After
+//! back, and it reconnects with exponential backoff and full jitter
+//! (a random delay below a ceiling of `reconnect_min_delay` doubling to
+//! `reconnect_max_delay`, [`wshub_backoff`]). After
 //! reconnecting it subscribes again to every wanted channel, checks that
 //! the command connection answers, then calls `on_delivery_resumed()` once
 //! and logs it. Publications made meanwhile were not delivered to this

@@ -3,33 +3,19 @@
 use std::time::Duration;
 
 /// The delay before reconnect attempt `attempt` (0 for the first), as the
-/// Centrifugo SDKs compute it: a uniformly random share of
-/// `min(max, min * 2^attempt)` added to `min`, capped at `max`. So the
-/// delay always lies in `[min, max]` and its ceiling doubles per attempt.
+/// Centrifugo SDKs compute it: `min` plus a full-jitter share
+/// ([`wshub_backoff::full_jitter`], uniformly random in
+/// `[0, min(max, min * 2^attempt)]`), capped at `max`. So the delay always
+/// lies in `[min, max]` ([`ClientConfig::min_reconnect_delay`] and
+/// [`ClientConfig::max_reconnect_delay`]) and its ceiling doubles per
+/// attempt.
+///
+/// [`ClientConfig::min_reconnect_delay`]: crate::ClientConfig::min_reconnect_delay
+/// [`ClientConfig::max_reconnect_delay`]: crate::ClientConfig::max_reconnect_delay
 pub fn reconnect_delay(attempt: u32, min: Duration, max: Duration) -> Duration {
     let max = max.max(min);
-    let ceiling = min
-        .checked_mul(1u32 << attempt.min(31))
-        .unwrap_or(max)
-        .min(max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    let jitter = if nanos == 0 {
-        0
-    } else {
-        random_u64() % (nanos + 1)
-    };
-    (min + Duration::from_nanos(jitter)).min(max)
-}
-
-fn random_u64() -> u64 {
-    // Jitter needs no cryptographic quality, but the OS source is at hand
-    // and cheap at reconnect rates; fall back to the clock if it fails.
-    getrandom::u64().unwrap_or_else(|_| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0)
-    })
+    min.saturating_add(wshub_backoff::full_jitter(attempt, min, max))
+        .min(max)
 }
 
 #[cfg(test)]

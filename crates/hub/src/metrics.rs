@@ -1,6 +1,6 @@
 //! Lock-free metric primitives for the hot paths: fixed-bucket latency
 //! [`Histogram`]s of `AtomicU64`, per-kind counter arrays, and
-//! [`MeteredBroker`], a [`Broker`] wrapper that counts failed calls by
+//! [`MeteredBroker`], a [`Broker`] layer ([`BrokerLayer`]) that counts failed calls by
 //! operation. Nothing here locks or allocates when a value is recorded;
 //! rendering (on a `/metrics` scrape) does.
 //!
@@ -21,14 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use wshub_protocol::Method;
 
-use crate::broker::{
-    Broker, BrokerError, BrokerEventHandler, ClientInfo, HistoryFilter, HistoryOptions,
-    HistoryResult, NodeInfo, Presence, PresenceStats, Publication, PublishOptions, StreamPosition,
-};
+use crate::broker::{Broker, BrokerError, BrokerLayer, BrokerOp, Layered};
 
 /// Upper bounds (seconds) of the latency buckets: 50 µs to 10 s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -160,129 +155,49 @@ impl BrokerErrors {
     }
 }
 
-/// A [`Broker`] that forwards every call and counts the ones that fail.
-pub struct MeteredBroker {
-    inner: Arc<dyn Broker>,
+/// The [`BrokerLayer`] that counts the broker calls that fail, by
+/// operation, and forwards every call unchanged.
+pub struct BrokerErrorCounter {
     errors: Arc<BrokerErrors>,
 }
+
+/// A [`Broker`] that forwards every call and counts the ones that fail.
+pub type MeteredBroker = Layered<BrokerErrorCounter>;
 
 impl MeteredBroker {
     /// Wraps `inner`, counting into `errors`.
     pub fn new(inner: Arc<dyn Broker>, errors: Arc<BrokerErrors>) -> Self {
-        MeteredBroker { inner, errors }
-    }
-
-    fn count<T>(&self, op: usize, r: Result<T, BrokerError>) -> Result<T, BrokerError> {
-        if let Err(e) = &r {
-            if let Some(c) = self.errors.0.get(op) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-            let op = BROKER_OPS.get(op).copied().unwrap_or("unknown");
-            tracing::debug!(op, error = %e, "broker call failed");
-        }
-        r
+        BrokerErrorCounter { errors }.over(inner)
     }
 }
 
-#[async_trait]
-impl Broker for MeteredBroker {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    async fn start(&self, handler: Arc<dyn BrokerEventHandler>) -> Result<(), BrokerError> {
-        let r = self.inner.start(handler).await;
-        self.count(0, r)
-    }
-    async fn close(&self) -> Result<(), BrokerError> {
-        let r = self.inner.close().await;
-        self.count(1, r)
-    }
-    async fn health(&self) -> Result<(), BrokerError> {
-        let r = self.inner.health().await;
-        self.count(2, r)
-    }
-    async fn publish(
-        &self,
-        channel: &str,
-        publication: Publication,
-        opts: PublishOptions,
-    ) -> Result<StreamPosition, BrokerError> {
-        let r = self.inner.publish(channel, publication, opts).await;
-        self.count(3, r)
-    }
-    async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
-        let r = self.inner.publish_join(channel, info).await;
-        self.count(4, r)
-    }
-    async fn publish_leave(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
-        let r = self.inner.publish_leave(channel, info).await;
-        self.count(5, r)
-    }
-    async fn publish_control(&self, data: Bytes) -> Result<(), BrokerError> {
-        let r = self.inner.publish_control(data).await;
-        self.count(6, r)
-    }
-    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        let r = self.inner.subscribe(channel).await;
-        self.count(7, r)
-    }
-    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        let r = self.inner.unsubscribe(channel).await;
-        self.count(8, r)
-    }
-    async fn history(
-        &self,
-        channel: &str,
-        filter: HistoryFilter,
-        opts: HistoryOptions,
-    ) -> Result<HistoryResult, BrokerError> {
-        let r = self.inner.history(channel, filter, opts).await;
-        self.count(9, r)
-    }
-    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
-        let r = self.inner.remove_history(channel).await;
-        self.count(10, r)
-    }
-    async fn add_presence(
-        &self,
-        channel: &str,
-        client_id: &str,
-        info: ClientInfo,
-        ttl: Duration,
-    ) -> Result<(), BrokerError> {
-        let r = self.inner.add_presence(channel, client_id, info, ttl).await;
-        self.count(11, r)
-    }
-    async fn remove_presence(&self, channel: &str, client_id: &str) -> Result<(), BrokerError> {
-        let r = self.inner.remove_presence(channel, client_id).await;
-        self.count(12, r)
-    }
-    async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
-        let r = self.inner.presence(channel).await;
-        self.count(13, r)
-    }
-    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, BrokerError> {
-        let r = self.inner.presence_stats(channel).await;
-        self.count(14, r)
-    }
-    async fn register_node(&self, info: NodeInfo, ttl: Duration) -> Result<(), BrokerError> {
-        let r = self.inner.register_node(info, ttl).await;
-        self.count(15, r)
-    }
-    async fn unregister_node(&self, node_id: &str) -> Result<(), BrokerError> {
-        let r = self.inner.unregister_node(node_id).await;
-        self.count(16, r)
-    }
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
-        let r = self.inner.nodes().await;
-        self.count(17, r)
+impl BrokerLayer for BrokerErrorCounter {
+    fn observe(&self, op: BrokerOp, result: Result<(), &BrokerError>) {
+        if let Err(e) = result {
+            if let Some(c) = self.errors.0.get(op.index()) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(op = op.name(), error = %e, "broker call failed");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{MemoryBroker, MemoryBrokerConfig};
+    use crate::broker::{
+        BrokerEventHandler, ClientInfo, MemoryBroker, MemoryBrokerConfig, Publication,
+        PublishOptions, StreamPosition,
+    };
+    use bytes::Bytes;
+
+    #[test]
+    fn broker_error_slots_follow_the_broker_ops() {
+        assert_eq!(BROKER_OPS.len(), BrokerOp::ALL.len());
+        for op in BrokerOp::ALL {
+            assert_eq!(BROKER_OPS[op.index()], op.name());
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_with_sum_and_count() {

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
@@ -99,7 +100,7 @@ fn base_roots(native: bool) -> &'static RootCertStore {
 }
 
 fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, WsError> {
-    rustls_pemfile::certs(&mut &pem[..])
+    CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| WsError::Tls(format!("certificate PEM: {e}")))
 }
@@ -240,9 +241,10 @@ pub fn tls_acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAccep
     if certs.is_empty() {
         return Err(WsError::Tls("no certificate in the certificate PEM".into()));
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| WsError::Tls(format!("private key PEM: {e}")))?
-        .ok_or_else(|| WsError::Tls("no private key in the key PEM".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => WsError::Tls("no private key in the key PEM".into()),
+        e => WsError::Tls(format!("private key PEM: {e}")),
+    })?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?

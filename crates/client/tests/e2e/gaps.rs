@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,9 +21,9 @@ use wshub_hub::broker::*;
 use crate::support::{client_config, config, connected, start_with, token, wait_for};
 
 /// Drops publications whose data contains `"lost"` before they reach the
-/// node, and can report "delivery resumed" on demand.
+/// node, and can report "delivery resumed" on demand: a layer over the
+/// memory broker that changes only `name` and `start`.
 struct Lossy {
-    inner: MemoryBroker,
     handler: Mutex<Option<Arc<dyn BrokerEventHandler>>>,
 }
 
@@ -48,11 +47,12 @@ impl BrokerEventHandler for LossyHandler {
 }
 
 impl Lossy {
-    fn new() -> Arc<Self> {
-        Arc::new(Lossy {
-            inner: MemoryBroker::new(MemoryBrokerConfig::default()),
+    fn new() -> Arc<Layered<Self>> {
+        let memory = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let layer = Lossy {
             handler: Mutex::new(None),
-        })
+        };
+        Arc::new(layer.over(memory))
     }
 
     /// What a networked broker does after reconnecting and resubscribing.
@@ -64,80 +64,17 @@ impl Lossy {
 }
 
 #[async_trait]
-impl Broker for Lossy {
-    fn name(&self) -> &str {
+impl BrokerLayer for Lossy {
+    fn name<'a>(&'a self, _: &'a dyn Broker) -> &'a str {
         "lossy"
     }
-    async fn start(&self, handler: Arc<dyn BrokerEventHandler>) -> Result<(), BrokerError> {
-        *self.handler.lock().unwrap() = Some(handler.clone());
-        self.inner.start(Arc::new(LossyHandler(handler))).await
-    }
-    async fn close(&self) -> Result<(), BrokerError> {
-        self.inner.close().await
-    }
-    async fn health(&self) -> Result<(), BrokerError> {
-        self.inner.health().await
-    }
-    async fn publish(
+    async fn start(
         &self,
-        channel: &str,
-        p: Publication,
-        opts: PublishOptions,
-    ) -> Result<StreamPosition, BrokerError> {
-        self.inner.publish(channel, p, opts).await
-    }
-    async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
-        self.inner.publish_join(channel, info).await
-    }
-    async fn publish_leave(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
-        self.inner.publish_leave(channel, info).await
-    }
-    async fn publish_control(&self, data: Bytes) -> Result<(), BrokerError> {
-        self.inner.publish_control(data).await
-    }
-    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        self.inner.subscribe(channel).await
-    }
-    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        self.inner.unsubscribe(channel).await
-    }
-    async fn history(
-        &self,
-        channel: &str,
-        filter: HistoryFilter,
-        opts: HistoryOptions,
-    ) -> Result<HistoryResult, BrokerError> {
-        self.inner.history(channel, filter, opts).await
-    }
-    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
-        self.inner.remove_history(channel).await
-    }
-    async fn add_presence(
-        &self,
-        channel: &str,
-        client_id: &str,
-        info: ClientInfo,
-        ttl: Duration,
+        inner: &dyn Broker,
+        handler: Arc<dyn BrokerEventHandler>,
     ) -> Result<(), BrokerError> {
-        self.inner.add_presence(channel, client_id, info, ttl).await
-    }
-    async fn remove_presence(&self, channel: &str, client_id: &str) -> Result<(), BrokerError> {
-        self.inner.remove_presence(channel, client_id).await
-    }
-    async fn presence(&self, channel: &str) -> Result<Presence, BrokerError> {
-        self.inner.presence(channel).await
-    }
-    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, BrokerError> {
-        self.inner.presence_stats(channel).await
-    }
-    async fn register_node(&self, info: NodeInfo, ttl: Duration) -> Result<(), BrokerError> {
-        self.inner.register_node(info, ttl).await
-    }
-    async fn unregister_node(&self, node_id: &str) -> Result<(), BrokerError> {
-        self.inner.unregister_node(node_id).await
-    }
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
-        self.inner.nodes().await
+        *self.handler.lock().unwrap() = Some(handler.clone());
+        inner.start(Arc::new(LossyHandler(handler))).await
     }
 }
 
@@ -238,7 +175,7 @@ async fn a_quiet_channel_behind_after_delivery_resumed_is_recovered() {
     assert_eq!(numbered(&first), [1]);
     // Lost, and nothing follows that would reveal the gap.
     assert_eq!(srv.publish("quiet", r#"{"n":2,"x":"lost"}"#).await, 2);
-    broker.resume();
+    broker.layer().resume();
     let (pubs, codes, subs) = collect(&mut rx, 1).await;
     assert_eq!(numbered(&pubs), [2]);
     assert_eq!(codes, [2500]);

@@ -371,48 +371,6 @@ impl Shard {
     }
 }
 
-/// Selects from `pubs` (contiguous offsets, oldest first), ignoring the
-/// first `lo` entries, what `filter` asks for.
-fn select(
-    pubs: &VecDeque<Arc<Publication>>,
-    lo: usize,
-    filter: &HistoryFilter,
-) -> Vec<Arc<Publication>> {
-    let len = pubs.len();
-    let limit = filter.limit.unwrap_or(usize::MAX);
-    let Some(first) = pubs.front().map(|p| p.offset) else {
-        return Vec::new();
-    };
-    if limit == 0 || lo >= len {
-        return Vec::new();
-    }
-    // Index of the first publication with an offset above `x`.
-    let after = |x: u64| -> usize {
-        if x < first {
-            0
-        } else {
-            usize::try_from(x - first + 1).map_or(len, |i| i.min(len))
-        }
-    };
-    if filter.reverse {
-        let end = match &filter.since {
-            None => len,
-            Some(sp) if sp.offset == 0 => 0,
-            Some(sp) => after(sp.offset - 1),
-        };
-        if end <= lo {
-            return Vec::new();
-        }
-        pubs.range(lo..end).rev().take(limit).cloned().collect()
-    } else {
-        let start = filter
-            .since
-            .as_ref()
-            .map_or(lo, |sp| after(sp.offset).max(lo));
-        pubs.range(start..).take(limit).cloned().collect()
-    }
-}
-
 /// A fresh epoch: 64 bits from a randomly keyed SipHash of the time, the
 /// process id and a counter. Epochs need to differ between incarnations of
 /// a stream, not to be secret.
@@ -699,19 +657,17 @@ impl Broker for MemoryBroker {
             streams, timers, ..
         } = &mut *shard;
         let stream = stream_for(streams, timers, channel, now, meta_ttl);
-        let len = stream.pubs.len();
-        // The window under the channel's current settings.
-        let expired_now =
-            !opts.ttl.is_zero() && stream.last_publish.is_some_and(|t| t + opts.ttl <= now);
-        let lo = if expired_now {
-            len
-        } else if opts.size > 0 {
-            len.saturating_sub(opts.size)
-        } else {
-            0
-        };
+        let pubs = &stream.pubs;
+        let first = pubs.front().map_or(0, |p| p.offset);
+        let newest_age = stream
+            .last_publish
+            .map(|t| now.saturating_duration_since(t));
+        let publications = filter
+            .select(first, pubs.len(), newest_age, &opts)
+            .filter_map(|i| pubs.get(i).cloned())
+            .collect();
         Ok(HistoryResult {
-            publications: select(&stream.pubs, lo, &filter),
+            publications,
             position: stream.position(),
         })
     }
@@ -866,9 +822,7 @@ mod tests {
     /// Redis or NATS harness will.
     mod shared_backend {
         use super::*;
-        use crate::broker::{
-            HistoryFilter, HistoryOptions, HistoryResult, NodeInfo, Presence, PresenceStats,
-        };
+        use crate::broker::BrokerLayer;
 
         type Nodes = Mutex<Vec<(Arc<dyn BrokerEventHandler>, Arc<Mutex<HashSet<String>>>)>>;
 
@@ -917,8 +871,9 @@ mod tests {
             }
         }
 
+        /// One node's view of the shared backend: it cannot start or close
+        /// it, and its subscriptions route the backend's events to it.
         struct Node {
-            backend: MemoryBroker,
             subs: Arc<Mutex<HashSet<String>>>,
         }
 
@@ -930,10 +885,7 @@ mod tests {
                 }
                 let subs = Arc::new(Mutex::new(HashSet::new()));
                 lock(&self.router.nodes).push((handler, subs.clone()));
-                Arc::new(Node {
-                    backend: self.backend.clone(),
-                    subs,
-                })
+                Arc::new(Node { subs }.over(Arc::new(self.backend.clone())))
             }
             async fn advance(&self, d: Duration) {
                 tokio::time::advance(d).await;
@@ -944,81 +896,27 @@ mod tests {
         }
 
         #[async_trait]
-        impl Broker for Node {
-            fn name(&self) -> &str {
+        impl BrokerLayer for Node {
+            fn name<'a>(&'a self, _: &'a dyn Broker) -> &'a str {
                 "memory-shared"
             }
-            async fn start(&self, _: Arc<dyn BrokerEventHandler>) -> Result<(), BrokerError> {
+            async fn start(
+                &self,
+                _: &dyn Broker,
+                _: Arc<dyn BrokerEventHandler>,
+            ) -> Result<(), BrokerError> {
                 Err(BrokerError::AlreadyStarted)
             }
-            async fn close(&self) -> Result<(), BrokerError> {
+            async fn close(&self, _: &dyn Broker) -> Result<(), BrokerError> {
                 Ok(())
             }
-            async fn health(&self) -> Result<(), BrokerError> {
-                self.backend.health().await
-            }
-            async fn publish(
-                &self,
-                ch: &str,
-                p: Publication,
-                o: PublishOptions,
-            ) -> Result<StreamPosition, BrokerError> {
-                self.backend.publish(ch, p, o).await
-            }
-            async fn publish_join(&self, ch: &str, i: ClientInfo) -> Result<(), BrokerError> {
-                self.backend.publish_join(ch, i).await
-            }
-            async fn publish_leave(&self, ch: &str, i: ClientInfo) -> Result<(), BrokerError> {
-                self.backend.publish_leave(ch, i).await
-            }
-            async fn publish_control(&self, d: Bytes) -> Result<(), BrokerError> {
-                self.backend.publish_control(d).await
-            }
-            async fn subscribe(&self, ch: &str) -> Result<(), BrokerError> {
+            async fn subscribe(&self, backend: &dyn Broker, ch: &str) -> Result<(), BrokerError> {
                 lock(&self.subs).insert(ch.to_owned());
-                self.backend.subscribe(ch).await
+                backend.subscribe(ch).await
             }
-            async fn unsubscribe(&self, ch: &str) -> Result<(), BrokerError> {
+            async fn unsubscribe(&self, _: &dyn Broker, ch: &str) -> Result<(), BrokerError> {
                 lock(&self.subs).remove(ch);
                 Ok(())
-            }
-            async fn history(
-                &self,
-                ch: &str,
-                f: HistoryFilter,
-                o: HistoryOptions,
-            ) -> Result<HistoryResult, BrokerError> {
-                self.backend.history(ch, f, o).await
-            }
-            async fn remove_history(&self, ch: &str) -> Result<(), BrokerError> {
-                self.backend.remove_history(ch).await
-            }
-            async fn add_presence(
-                &self,
-                ch: &str,
-                c: &str,
-                i: ClientInfo,
-                t: Duration,
-            ) -> Result<(), BrokerError> {
-                self.backend.add_presence(ch, c, i, t).await
-            }
-            async fn remove_presence(&self, ch: &str, c: &str) -> Result<(), BrokerError> {
-                self.backend.remove_presence(ch, c).await
-            }
-            async fn presence(&self, ch: &str) -> Result<Presence, BrokerError> {
-                self.backend.presence(ch).await
-            }
-            async fn presence_stats(&self, ch: &str) -> Result<PresenceStats, BrokerError> {
-                self.backend.presence_stats(ch).await
-            }
-            async fn register_node(&self, n: NodeInfo, t: Duration) -> Result<(), BrokerError> {
-                self.backend.register_node(n, t).await
-            }
-            async fn unregister_node(&self, id: &str) -> Result<(), BrokerError> {
-                self.backend.unregister_node(id).await
-            }
-            async fn nodes(&self) -> Result<Vec<NodeInfo>, BrokerError> {
-                self.backend.nodes().await
             }
         }
 

@@ -47,7 +47,10 @@
 //! [`BrokerError::InvalidOptions`], not silently no history. A history call
 //! compares offsets only: for a client's `history(since: ...)` the gateway
 //! compares `since.epoch` with the returned position itself and answers
-//! Centrifugo's "unrecoverable position" (112) when they differ.
+//! Centrifugo's "unrecoverable position" (112) when they differ. Which
+//! publications a history call returns is one rule,
+//! [`HistoryFilter::select`], used by every broker that keeps its window
+//! itself.
 //!
 //! # Failures of a networked backend
 //!
@@ -70,6 +73,13 @@
 //! entry for `ttl`; the node refreshes its clients periodically and removes
 //! them on unsubscribe. Node infos for `/api/info` are leases too
 //! ([`Broker::register_node`]).
+//!
+//! # Layers
+//!
+//! A wrapper that changes a few calls of a broker (counting failures,
+//! dropping events in a test, routing a shared backend) is a
+//! [`BrokerLayer`]: it overrides only what it changes, every other call is
+//! forwarded, and [`BrokerLayer::over`] makes it a [`Broker`] again.
 //!
 //! # The memory broker
 //!
@@ -124,6 +134,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod layer;
 mod memory;
 mod recovery;
 mod types;
@@ -135,11 +146,12 @@ pub mod wire;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 pub mod conformance;
 
+pub use layer::{BrokerLayer, BrokerOp, Layered};
 pub use memory::{new_epoch, MemoryBroker, MemoryBrokerConfig, MemoryStats};
 pub use recovery::{evaluate_recovery, recover, RecoverOptions, Recovery};
 pub use types::{
-    BrokerError, ClientInfo, HistoryFilter, HistoryOptions, HistoryResult, NodeInfo, Presence,
-    PresenceStats, Publication, PublishOptions, StreamPosition,
+    BrokerError, ClientInfo, HistoryFilter, HistoryOptions, HistoryResult, HistorySelection,
+    NodeInfo, Presence, PresenceStats, Publication, PublishOptions, StreamPosition,
 };
 
 /// How a broker pushes into the node.

@@ -204,6 +204,97 @@ impl HistoryFilter {
     }
 }
 
+impl HistoryFilter {
+    /// Which of a stream's kept publications a history call returns, as
+    /// indexes into them, in the order asked for: the one selection rule of
+    /// every broker that keeps its window itself (memory, NATS; the Redis
+    /// broker runs the same rule in its Lua script, next to the data).
+    ///
+    /// The window is `len` publications with contiguous offsets from
+    /// `first`, oldest first; `newest_age` is how long ago the newest
+    /// publication of the stream was made (`None` if never). Under the
+    /// channel's current settings `opts`, only the newest `opts.size` count
+    /// (when non-zero), and none once `opts.ttl` (when non-zero) has passed
+    /// since the newest. Of those, forward selects offsets above
+    /// `since.offset`, reverse those below it, newest first; at most
+    /// `limit` of them.
+    pub fn select(
+        &self,
+        first: u64,
+        len: usize,
+        newest_age: Option<Duration>,
+        opts: &HistoryOptions,
+    ) -> HistorySelection {
+        let empty = HistorySelection {
+            range: 0..0,
+            reverse: self.reverse,
+        };
+        let expired = !opts.ttl.is_zero() && newest_age.is_some_and(|age| age >= opts.ttl);
+        let limit = self.limit.unwrap_or(usize::MAX);
+        if expired || limit == 0 || len == 0 {
+            return empty;
+        }
+        // The first index that counts under the current size cap.
+        let lo = if opts.size > 0 {
+            len.saturating_sub(opts.size)
+        } else {
+            0
+        };
+        // Index of the first publication with an offset above `x`.
+        let after = |x: u64| -> usize {
+            if x < first {
+                0
+            } else {
+                usize::try_from(x - first + 1).map_or(len, |i| i.min(len))
+            }
+        };
+        let range = if self.reverse {
+            let end = match &self.since {
+                None => len,
+                Some(sp) if sp.offset == 0 => 0,
+                Some(sp) => after(sp.offset - 1),
+            };
+            if end <= lo {
+                return empty;
+            }
+            end.saturating_sub(limit).max(lo)..end
+        } else {
+            let start = self
+                .since
+                .as_ref()
+                .map_or(lo, |sp| after(sp.offset).max(lo));
+            start..start.saturating_add(limit).min(len).max(start)
+        };
+        HistorySelection {
+            range,
+            reverse: self.reverse,
+        }
+    }
+}
+
+/// The indexes [`HistoryFilter::select`] chose, in the order asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistorySelection {
+    range: std::ops::Range<usize>,
+    reverse: bool,
+}
+
+impl Iterator for HistorySelection {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.reverse {
+            self.range.next_back()
+        } else {
+            self.range.next()
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+}
+
+impl ExactSizeIterator for HistorySelection {}
+
 /// The channel's current history settings, passed to history calls.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -317,4 +408,113 @@ pub enum BrokerError {
     /// The backend (Redis, NATS, ...) failed.
     #[error("broker backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule of [`HistoryFilter::select`] written the slow, obvious way
+    /// over offsets.
+    fn model(
+        f: &HistoryFilter,
+        first: u64,
+        len: usize,
+        age: Option<Duration>,
+        o: &HistoryOptions,
+    ) -> Vec<u64> {
+        if !o.ttl.is_zero() && age.is_some_and(|a| a >= o.ttl) {
+            return Vec::new();
+        }
+        let all: Vec<u64> = (first..first + len as u64).collect();
+        let kept = if o.size > 0 {
+            &all[all.len().saturating_sub(o.size)..]
+        } else {
+            &all[..]
+        };
+        let mut picked: Vec<u64> = kept
+            .iter()
+            .copied()
+            .filter(|x| match (&f.since, f.reverse) {
+                (None, _) => true,
+                (Some(sp), false) => *x > sp.offset,
+                (Some(sp), true) => *x < sp.offset,
+            })
+            .collect();
+        if f.reverse {
+            picked.reverse();
+        }
+        picked.truncate(f.limit.unwrap_or(usize::MAX));
+        picked
+    }
+
+    #[test]
+    fn selection_follows_since_limit_reverse_size_and_ttl() {
+        let ttl = Duration::from_secs(10);
+        let ages = [
+            None,
+            Some(Duration::ZERO),
+            Some(ttl / 2),
+            Some(ttl),
+            Some(ttl * 2),
+        ];
+        let sizes = [0, 1, 3, 20];
+        let sinces = [
+            None,
+            Some(0),
+            Some(1),
+            Some(5),
+            Some(7),
+            Some(9),
+            Some(12),
+            Some(40),
+        ];
+        let limits = [None, Some(0), Some(1), Some(2), Some(100)];
+        let mut cases = 0;
+        for (first, len) in [(1, 0), (1, 10), (6, 5), (1_000, 3)] {
+            for age in ages {
+                for size in sizes {
+                    for ttl in [Duration::ZERO, ttl] {
+                        let o = HistoryOptions::new(size, ttl);
+                        for since in sinces {
+                            for limit in limits {
+                                for reverse in [false, true] {
+                                    let f = HistoryFilter {
+                                        since: since.map(|o| StreamPosition::new(o, "e")),
+                                        limit,
+                                        reverse,
+                                    };
+                                    let sel = f.select(first, len, age, &o);
+                                    assert_eq!(sel.len(), sel.clone().count());
+                                    let got: Vec<u64> = sel.map(|i| first + i as u64).collect();
+                                    let want = model(&f, first, len, age, &o);
+                                    assert_eq!(got, want, "{f:?} {first}+{len} {age:?} {o:?}");
+                                    cases += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 10_000);
+    }
+
+    #[test]
+    fn selection_examples() {
+        let at = |o| Some(StreamPosition::new(o, "e"));
+        let f = |since, limit, reverse| HistoryFilter {
+            since,
+            limit,
+            reverse,
+        };
+        let o = HistoryOptions::default();
+        let pick = |f: HistoryFilter| f.select(1, 5, None, &o).map(|i| i + 1).collect::<Vec<_>>();
+        assert_eq!(pick(f(at(2), None, false)), [3, 4, 5]);
+        assert_eq!(pick(f(None, Some(2), true)), [5, 4]);
+        assert_eq!(pick(f(at(4), None, true)), [3, 2, 1]);
+        assert_eq!(pick(f(at(1), None, true)), [0usize; 0]);
+        assert_eq!(pick(HistoryFilter::position_only()), [0usize; 0]);
+        assert_eq!(pick(HistoryFilter::all()), [1, 2, 3, 4, 5]);
+    }
 }

@@ -94,3 +94,31 @@ fn bad_pem_is_a_tls_error() {
         Err(WsError::Tls(_))
     ));
 }
+
+fn tls_message(r: Result<tokio_rustls::TlsAcceptor, WsError>) -> String {
+    match r {
+        Err(WsError::Tls(m)) => m,
+        Err(e) => panic!("not a TLS error: {e:?}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn pem_sections_are_found_among_other_text_and_a_missing_one_is_named() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.key_pair.serialize_pem());
+    // Comments around the sections, a chain of two, key and certificate in
+    // one file: the sections that matter are found.
+    let chain = format!("subject=CN localhost\n{cert}\n# issuer\n{cert}");
+    let bundle = format!("{cert}{key}");
+    assert!(tls_acceptor_from_pem(chain.as_bytes(), bundle.as_bytes()).is_ok());
+
+    let m = tls_message(tls_acceptor_from_pem(cert.as_bytes(), cert.as_bytes()));
+    assert!(m.contains("no private key"), "{m}");
+    let m = tls_message(tls_acceptor_from_pem(key.as_bytes(), key.as_bytes()));
+    assert!(m.contains("no certificate"), "{m}");
+    // A section whose body is not base64.
+    let broken = cert.replacen("-----\n", "-----\n*!*", 1);
+    let m = tls_message(tls_acceptor_from_pem(broken.as_bytes(), key.as_bytes()));
+    assert!(m.contains("certificate PEM"), "{m}");
+}
