@@ -5,8 +5,9 @@
 //! - **In**: the bytes of one transport message of commands
 //!   ([`Session::handle_data`]), time ([`Session::poll_timeout`] tells when
 //!   it wants [`Session::handle_timeout`]), and actions from the node
-//!   (server API, cluster controls), which it takes from its own queue in
-//!   [`Session::take_output`].
+//!   (server API, cluster controls), which arrive on its own queue and
+//!   which it applies in [`Session::apply_actions`] when
+//!   [`Session::take_output`] says there are some.
 //! - **Out**: encoded protocol messages (replies and pushes, in the
 //!   session's encoding) from [`Session::take_output`], in order, each one
 //!   for the transport to frame and write; or a [`Disconnect`] to close with.
@@ -102,6 +103,9 @@ pub struct Output {
     /// After writing `messages` (none for a slow consumer: its queue was
     /// dropped), close with this.
     pub disconnect: Option<Disconnect>,
+    /// The node queued actions for the session: call
+    /// [`Session::apply_actions`], then take the output again.
+    pub actions: bool,
 }
 
 /// The session's clocks (all `Instant`s come from the transport's calls).
@@ -216,6 +220,8 @@ pub struct Session {
     subs: Subs,
     transport: TransportInfo,
     timers: Timers,
+    /// Actions taken from the queue and not applied yet.
+    actions: Vec<Control>,
     /// `limits.commands_per_second`, when set.
     commands: Option<TokenBucket>,
     /// Commands refused in a row by the rate limit.
@@ -302,6 +308,7 @@ impl Session {
             subs: Subs::default(),
             transport,
             timers,
+            actions: Vec::new(),
             commands,
             refused_in_a_row: 0,
         }
@@ -458,41 +465,46 @@ impl Session {
         }
     }
 
-    /// Takes everything queued for the client, in order, after applying the
-    /// actions the node queued for this session (their replies and pushes
-    /// included). Call after every wakeup of [`ClientHandle::notified`]
-    /// and after [`Session::handle_data`] / [`Session::handle_timeout`].
-    /// The messages' bytes stay counted against `client.queue_max_size` as
-    /// in flight until the transport calls [`ClientHandle::set_in_flight`].
+    /// Takes everything queued for the client, in order. When the node
+    /// queued actions for this session (server API disconnect,
+    /// unsubscribe, subscribe, refresh), `Output::actions` is set: apply
+    /// them with [`Session::apply_actions`], then take the output again
+    /// (their replies and pushes come after these messages). Call after
+    /// every wakeup of [`ClientHandle::notified`] and after
+    /// [`Session::handle_data`] / [`Session::handle_timeout`]. The
+    /// messages' bytes stay counted against `client.queue_max_size` as in
+    /// flight until the transport calls [`ClientHandle::set_in_flight`].
+    ///
+    /// Synchronous on purpose: the common wakeup (a push or a reply to
+    /// write) costs no future and no allocation.
+    pub fn take_output(&mut self) -> Output {
+        let drained = self.handle.drain();
+        let m = self.node.metrics();
+        m.count_sent(
+            self.encoding(),
+            drained.frames.len() as u64,
+            drained.bytes as u64,
+        );
+        let actions = !drained.controls.is_empty();
+        self.actions.extend(drained.controls);
+        Output {
+            messages: drained.frames,
+            bytes: drained.bytes,
+            disconnect: drained.disconnect,
+            actions,
+        }
+    }
+
+    /// Applies the actions [`Session::take_output`] took from the queue,
+    /// in order. `Err` means: close with it (after writing what is
+    /// queued).
     ///
     /// Cancel safety: not cancel safe.
-    pub async fn take_output(&mut self) -> Output {
-        let mut out = Output::default();
-        loop {
-            let drained = self.handle.drain();
-            out.bytes += drained.bytes;
-            out.messages.extend(drained.frames);
-            if drained.disconnect.is_some() {
-                out.disconnect = drained.disconnect;
-                break;
-            }
-            if drained.controls.is_empty() {
-                break;
-            }
-            for c in drained.controls {
-                if let Err(d) = Box::pin(self.handle_control(c)).await {
-                    // What the actions queued before still goes out.
-                    let rest = self.handle.drain();
-                    out.bytes += rest.bytes;
-                    out.messages.extend(rest.frames);
-                    out.disconnect = Some(d);
-                    return out;
-                }
-            }
+    pub async fn apply_actions(&mut self) -> Result<(), Disconnect> {
+        for c in std::mem::take(&mut self.actions) {
+            self.handle_control(c).await?;
         }
-        let m = self.node.metrics();
-        m.count_sent(self.encoding(), out.messages.len() as u64, out.bytes as u64);
-        out
+        Ok(())
     }
 
     fn encoding(&self) -> Encoding {
@@ -1585,7 +1597,7 @@ mod tests {
         let ping_at = s.poll_timeout().unwrap();
         s.handle_timeout(ping_at).await.unwrap();
         assert!(s.awaits_pong());
-        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        assert_eq!(s.take_output().messages, vec![&b"{}"[..]]);
         s.handle_data(b"{}").await.unwrap();
         assert!(!s.awaits_pong());
         assert!(replies(&s).is_empty());
@@ -1598,7 +1610,7 @@ mod tests {
         if h.queued_bytes() == 0 {
             let _ = tokio::time::timeout(Duration::from_secs(5), h.notified()).await;
         }
-        s.take_output().await
+        s.take_output()
     }
 
     fn decoded(out: &Output) -> Vec<Reply> {
@@ -1641,7 +1653,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let r = decoded(&s.take_output().await);
+        let r = decoded(&s.take_output());
         assert!(r[0].connect.as_ref().unwrap().pong);
         assert!(r[1].subscribe.is_some(), "{r:?}");
 
@@ -1663,7 +1675,7 @@ mod tests {
         let ping_at = s.poll_timeout().unwrap();
         assert!(ping_at <= t0 + cfg.client.ping_interval.as_std());
         s.handle_timeout(ping_at).await.unwrap();
-        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        assert_eq!(s.take_output().messages, vec![&b"{}"[..]]);
         // Other deadlines (the presence refresh) may come first.
         let pong_due = ping_at + cfg.client.pong_timeout.as_std();
         let d = loop {
@@ -1700,7 +1712,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let out = slow.take_output().await;
+        let out = slow.take_output();
         assert!(out.messages.is_empty());
         assert_eq!(out.disconnect.as_ref().unwrap().code, 3008);
         slow.close(out.disconnect.as_ref()).await;
@@ -1718,11 +1730,11 @@ mod tests {
             t0,
         );
         s.handle_data(br#"{"id":1,"connect":{}}"#).await.unwrap();
-        let r = decoded(&s.take_output().await);
+        let r = decoded(&s.take_output());
         assert!(!r[0].connect.as_ref().unwrap().pong);
         let ping_at = s.poll_timeout().unwrap();
         s.handle_timeout(ping_at).await.unwrap();
-        assert_eq!(s.take_output().await.messages, vec![&b"{}"[..]]);
+        assert_eq!(s.take_output().messages, vec![&b"{}"[..]]);
         assert!(!s.awaits_pong());
         let d = s.handle_data(br#"{"id":2,"ping":{}}"#).await.unwrap_err();
         assert_eq!(d.code, 3501);

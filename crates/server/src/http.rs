@@ -227,7 +227,7 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
                 } else {
                     Encoding::Json
                 };
-                crate::ws::serve(shared, ws, encoding).await;
+                crate::ws::serve(shared, ws.split(), encoding).await;
             };
             tokio::spawn(task);
             resp.map(|b| b.map_err(|never| match never {}).boxed())

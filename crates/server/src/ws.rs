@@ -26,7 +26,10 @@ use wshub_hub::node::Node;
 use wshub_hub::outbound::DirectWrite;
 use wshub_hub::session::{Session, TransportInfo};
 use wshub_protocol::{Disconnect, DisconnectCode, Encoding};
-use wshub_ws::{CloseCode, Message, Utf8Bytes, WebSocket, WsError, WsSender, WsWriter};
+use wshub_ws::{CloseCode, Message, Utf8Bytes, WsError, WsReader, WsSender, WsWriter};
+
+#[cfg(doc)]
+use wshub_ws::WebSocket;
 
 use crate::Shared;
 
@@ -87,11 +90,16 @@ where
 }
 
 /// Serves one upgraded connection until it ends.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, ws: WebSocket<S>, encoding: Encoding)
-where
+///
+/// Takes the connection split (see [`WebSocket::split`]): a `WebSocket`
+/// moved in by value would keep its room in the task next to the halves.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    (mut reader, mut ws): (WsReader<S>, WsWriter<S>),
+    encoding: Encoding,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut reader, mut ws) = ws.split();
     shared.open_ws.fetch_add(1, Ordering::Relaxed);
     let node = shared.node.clone();
     let write_timeout = match node.config().websocket.write_timeout.as_std() {
@@ -155,18 +163,31 @@ where
                 session.begin_shutdown(std::time::Instant::now(), shared.drain);
             }
         }
-        // Write everything the session has for the client in one flush.
-        let out = session.take_output().await;
-        for m in out.messages {
-            if feed(&mut ws, encoding, m).is_err() {
-                break 'outer None;
+        // Write everything the session has for the client in one flush;
+        // actions from the node may add more.
+        loop {
+            let out = session.take_output();
+            for m in out.messages {
+                if feed(&mut ws, encoding, m).is_err() {
+                    break 'outer None;
+                }
             }
-        }
-        // What the engine holds unwritten stays counted against
-        // `client.queue_max_size` until the socket takes it.
-        handle.set_in_flight(ws.buffered_out());
-        if let Some(d) = out.disconnect {
-            break 'outer Some(d);
+            // What the engine holds unwritten stays counted against
+            // `client.queue_max_size` until the socket takes it.
+            handle.set_in_flight(ws.buffered_out());
+            if let Some(d) = out.disconnect {
+                break 'outer Some(d);
+            }
+            if !out.actions {
+                break;
+            }
+            if let Err(d) = Box::pin(session.apply_actions()).await {
+                // What the actions queued before still goes out.
+                for m in session.take_output().messages {
+                    let _ = feed(&mut ws, encoding, m);
+                }
+                break 'outer Some(d);
+            }
         }
         // A peer that does not read must not hold the task forever: give
         // up when the queue overflows (3008) or a write stalls too long.
