@@ -355,6 +355,14 @@ impl ClientHandle {
     }
 }
 
+use std::collections::hash_map::Entry;
+
+/// Subscribers per [`Chunk`] of a channel's subscriber set. Subscribe and
+/// unsubscribe copy at most one chunk (when a fan-out still holds it), so
+/// they cost O(CHUNK) whatever the channel's and the node's size; a fan-out
+/// job delivers one chunk.
+pub const CHUNK: usize = 128;
+
 /// One local subscriber of a channel.
 #[derive(Clone, Debug)]
 pub struct Subscriber {
@@ -362,6 +370,115 @@ pub struct Subscriber {
     pub handle: Arc<ClientHandle>,
     /// Whether it gets join/leave pushes.
     pub join_leave: bool,
+}
+
+/// At most [`CHUNK`] subscribers of one channel. Shared (immutable) by the
+/// snapshots and fan-out jobs that hold it; a change copies it only while
+/// one of them does (copy-on-write through `Arc::make_mut`). A subscriber
+/// stays in its chunk, at its slot, for as long as it is subscribed:
+/// removal leaves a hole that a later add fills.
+#[derive(Clone, Debug, Default)]
+pub struct Chunk {
+    slots: Vec<Option<Subscriber>>,
+    len: usize,
+    join_leave: usize,
+}
+
+impl Chunk {
+    /// The subscribers in this chunk.
+    pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
+        self.slots.iter().flatten()
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the chunk has no subscriber (its slots were all freed).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of subscribers that get join/leave pushes.
+    pub fn join_leave(&self) -> usize {
+        self.join_leave
+    }
+
+    /// Slots allocated (subscribers plus holes), for tests and sizing.
+    pub fn capacity_used(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// The subscribers of a channel at one moment: taken under the shard lock
+/// (an `Arc` clone when nothing changed since the last one), used without
+/// it. Later subscribes and unsubscribes do not change it.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    chunks: Arc<[Arc<Chunk>]>,
+    len: usize,
+    /// Subscribers by encoding: `[json, binary]`.
+    encodings: [usize; 2],
+}
+
+impl Snapshot {
+    /// The chunks, chunk 0 first (empty chunks included).
+    pub fn chunks(&self) -> &[Arc<Chunk>] {
+        &self.chunks
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no subscriber.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether some subscriber speaks a binary (`true`) or a text (`false`)
+    /// encoding.
+    pub fn uses(&self, binary: bool) -> bool {
+        let [json, bin] = self.encodings;
+        if binary {
+            bin > 0
+        } else {
+            json > 0
+        }
+    }
+
+    /// Every subscriber.
+    pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
+        self.chunks.iter().flat_map(|c| c.subscribers())
+    }
+}
+
+/// What the node does with a join or leave event of a channel
+/// ([`Hub::join_leave`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinLeave {
+    /// Nobody here wants join/leave pushes.
+    Nobody,
+    /// Push to these subscribers (those with `join_leave`). `resumed`: the
+    /// channel just came back under the limit.
+    Deliver {
+        /// The subscribers.
+        snapshot: Snapshot,
+        /// True on the first event after the channel went back under the
+        /// limit.
+        resumed: bool,
+    },
+    /// The channel has more local subscribers than the limit: no push.
+    /// `crossed`: the first event since it went over.
+    Muted {
+        /// Local subscribers of the channel.
+        subscribers: usize,
+        /// True on the first event since the channel went over the limit.
+        crossed: bool,
+    },
 }
 
 /// What the node does with a publication after checking its offset
@@ -380,9 +497,158 @@ pub enum Advance {
     Gap,
 }
 
+/// The local subscribers of one channel: chunks, where each client sits,
+/// and a cached snapshot.
+#[derive(Default)]
+struct Channel {
+    chunks: Vec<Arc<Chunk>>,
+    /// client id → (chunk, slot).
+    index: HashMap<String, (u32, u32)>,
+    /// Chunks with a free slot (fewer than CHUNK subscribers); adds take
+    /// the last one, so holes are filled before a chunk is added.
+    open: Vec<u32>,
+    encodings: [usize; 2],
+    join_leave: usize,
+    /// The snapshot handed out since the last change, if any.
+    snapshot: Option<Snapshot>,
+    /// Join/leave pushes stopped: more subscribers than the limit.
+    muted: bool,
+}
+
+fn encoding_slot(sub: &Subscriber) -> usize {
+    usize::from(sub.handle.encoding().is_binary())
+}
+
+impl Channel {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn count(&mut self, sub: &Subscriber, up: bool) {
+        let jl = usize::from(sub.join_leave);
+        if let Some(n) = self.encodings.get_mut(encoding_slot(sub)) {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        }
+        self.join_leave = if up {
+            self.join_leave + jl
+        } else {
+            self.join_leave.saturating_sub(jl)
+        };
+    }
+
+    /// Adds or replaces (same client id: same slot) a subscriber.
+    fn add(&mut self, sub: Subscriber) {
+        // Drop the cached snapshot first: if no job holds the chunk, the
+        // change below is made in place.
+        self.snapshot = None;
+        if let Some(&(c, s)) = self.index.get(sub.handle.id()) {
+            let new = sub.clone();
+            let old = self
+                .chunks
+                .get_mut(c as usize)
+                .map(Arc::make_mut)
+                .and_then(|chunk| {
+                    let slot = chunk.slots.get_mut(s as usize)?;
+                    let old = slot.replace(sub);
+                    if let Some(o) = &old {
+                        chunk.join_leave =
+                            chunk.join_leave.saturating_sub(usize::from(o.join_leave));
+                    }
+                    chunk.join_leave += usize::from(new.join_leave);
+                    old
+                });
+            if let Some(o) = old {
+                self.count(&o, false);
+            }
+            self.count(&new, true);
+            return;
+        }
+        let c = match self.open.last() {
+            Some(&c) => c,
+            None => {
+                let c = u32::try_from(self.chunks.len()).unwrap_or(u32::MAX);
+                self.chunks.push(Arc::new(Chunk::default()));
+                self.open.push(c);
+                c
+            }
+        };
+        if self.chunks.get(c as usize).is_none() {
+            return;
+        }
+        self.count(&sub, true);
+        let Some(chunk) = self.chunks.get_mut(c as usize).map(Arc::make_mut) else {
+            return;
+        };
+        let s = match chunk.slots.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                chunk.slots.push(None);
+                chunk.slots.len() - 1
+            }
+        };
+        chunk.len += 1;
+        chunk.join_leave += usize::from(sub.join_leave);
+        let id = sub.handle.id().to_owned();
+        if let Some(slot) = chunk.slots.get_mut(s) {
+            *slot = Some(sub);
+        }
+        if chunk.len >= CHUNK {
+            self.open.pop();
+        }
+        self.index
+            .insert(id, (c, u32::try_from(s).unwrap_or(u32::MAX)));
+    }
+
+    /// Removes a subscriber (no-op when absent).
+    fn remove(&mut self, client: &str) {
+        let Some((c, s)) = self.index.remove(client) else {
+            return;
+        };
+        self.snapshot = None;
+        let Some(chunk) = self.chunks.get_mut(c as usize).map(Arc::make_mut) else {
+            return;
+        };
+        let Some(old) = chunk.slots.get_mut(s as usize).and_then(Option::take) else {
+            return;
+        };
+        let was_full = chunk.len >= CHUNK;
+        chunk.len = chunk.len.saturating_sub(1);
+        chunk.join_leave = chunk.join_leave.saturating_sub(usize::from(old.join_leave));
+        // Keep the slots dense at the end: a free slot is found by a scan
+        // of at most CHUNK entries.
+        while matches!(chunk.slots.last(), Some(None)) {
+            chunk.slots.pop();
+        }
+        if chunk.is_empty() {
+            chunk.slots = Vec::new();
+        }
+        if was_full {
+            self.open.push(c);
+        }
+        self.count(&old, false);
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        if let Some(s) = &self.snapshot {
+            return s.clone();
+        }
+        let s = Snapshot {
+            chunks: self.chunks.iter().cloned().collect(),
+            len: self.len(),
+            encodings: self.encodings,
+        };
+        self.snapshot = Some(s.clone());
+        s
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    channels: HashMap<String, HashMap<String, Subscriber>>,
+    channels: HashMap<String, Channel>,
     /// The stream position of the last publication delivered (or the
     /// position a first subscriber saw), per channel with subscribers.
     positions: HashMap<String, crate::broker::StreamPosition>,
@@ -390,6 +656,11 @@ struct Shard {
 
 /// Channel → local subscribers, in [`HUB_SHARDS`] shards; plus user →
 /// connections, for the server API.
+///
+/// A channel's subscribers are a copy-on-write set of [`Chunk`]s: the
+/// fan-out takes a [`Snapshot`] under the shard lock and queues to the
+/// sessions after releasing it, so no lock that another channel needs is
+/// held while pushing.
 pub struct Hub {
     shards: Vec<Mutex<Shard>>,
     /// Serializes broker subscribe/unsubscribe per shard so that a channel
@@ -426,10 +697,16 @@ impl Hub {
         }
     }
 
-    fn index(channel: &str) -> usize {
+    /// The hash of a channel name that picks its shard (and, in the
+    /// fan-out, its workers).
+    pub fn channel_hash(channel: &str) -> u64 {
         let mut h = DefaultHasher::new();
         channel.hash(&mut h);
-        (h.finish() as usize) % HUB_SHARDS
+        h.finish()
+    }
+
+    fn index(channel: &str) -> usize {
+        (Self::channel_hash(channel) as usize) % HUB_SHARDS
     }
 
     fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
@@ -449,16 +726,21 @@ impl Hub {
         self.sub_locks[Self::index(channel)].lock().await
     }
 
-    /// Adds a subscriber; true when it is the channel's first one.
+    /// Adds a subscriber; true when it is the channel's first one. O(CHUNK)
+    /// at most, whatever the number of subscribers.
     pub fn add(&self, channel: &str, sub: Subscriber) -> bool {
         let mut shard = self.shard(channel);
-        let subs = shard.channels.entry(channel.to_owned()).or_default();
+        let subs = match shard.channels.entry(channel.to_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Channel::default()),
+        };
         let first = subs.is_empty();
-        subs.insert(sub.handle.id().to_owned(), sub);
+        subs.add(sub);
         first
     }
 
     /// Removes a subscriber; true when the channel has no subscriber left.
+    /// O(CHUNK) at most.
     pub fn remove(&self, channel: &str, client: &str) -> bool {
         let mut shard = self.shard(channel);
         let Some(subs) = shard.channels.get_mut(channel) else {
@@ -479,12 +761,49 @@ impl Hub {
         self.shard(channel).channels.contains_key(channel)
     }
 
-    /// Calls `f` for every local subscriber of `channel`, under the shard
-    /// lock (keep `f` quick).
-    pub fn for_each_subscriber(&self, channel: &str, mut f: impl FnMut(&Subscriber)) {
-        let shard = self.shard(channel);
-        if let Some(subs) = shard.channels.get(channel) {
-            subs.values().for_each(&mut f);
+    /// The subscribers of `channel` now (`None` without any). The shard
+    /// lock is held only to clone the cached snapshot (or to build it after
+    /// a change: one `Arc` clone per chunk).
+    pub fn snapshot(&self, channel: &str) -> Option<Snapshot> {
+        self.shard(channel)
+            .channels
+            .get_mut(channel)
+            .map(Channel::snapshot)
+    }
+
+    /// Decides about a join or leave event of `channel`: above `max` local
+    /// subscribers (0 = no limit) join/leave pushes stop until the channel
+    /// is back at or below it (see [`JoinLeave`]).
+    pub fn join_leave(&self, channel: &str, max: usize) -> JoinLeave {
+        let mut shard = self.shard(channel);
+        let Some(ch) = shard.channels.get_mut(channel) else {
+            return JoinLeave::Nobody;
+        };
+        let n = ch.len();
+        if max > 0 && n > max {
+            let crossed = !ch.muted;
+            ch.muted = true;
+            return JoinLeave::Muted {
+                subscribers: n,
+                crossed,
+            };
+        }
+        let resumed = ch.muted;
+        ch.muted = false;
+        if ch.join_leave == 0 {
+            return JoinLeave::Nobody;
+        }
+        JoinLeave::Deliver {
+            snapshot: ch.snapshot(),
+            resumed,
+        }
+    }
+
+    /// Calls `f` for every local subscriber of `channel`, on a snapshot
+    /// (no lock held while `f` runs).
+    pub fn for_each_subscriber(&self, channel: &str, f: impl FnMut(&Subscriber)) {
+        if let Some(s) = self.snapshot(channel) {
+            s.subscribers().for_each(f);
         }
     }
 
@@ -563,7 +882,7 @@ impl Hub {
         for s in &self.shards {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
             channels += s.channels.len();
-            subs += s.channels.values().map(HashMap::len).sum::<usize>();
+            subs += s.channels.values().map(Channel::len).sum::<usize>();
         }
         (channels, subs)
     }

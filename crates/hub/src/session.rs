@@ -1144,12 +1144,15 @@ mod tests {
             )
             .await
             .unwrap();
+            assert!(node.fanout().wait_idle(std::time::Duration::from_secs(5)));
             let r = replies(s);
             assert!(r[0].connect.is_some() && r[1].subscribe.is_some(), "{r:?}");
         }
         a.handle_frame(br#"{"id":3,"publish":{"channel":"c","data":{"x":1}}}"#)
             .await
             .unwrap();
+        // Pushes are queued by the fan-out workers.
+        assert!(node.fanout().wait_idle(std::time::Duration::from_secs(5)));
         let fa = a.handle().drain().frames;
         let fb = b.handle().drain().frames;
         // a: b's join, the publication push and its publish reply; b: the push.
