@@ -103,9 +103,8 @@ impl Queues {
         self.priority.is_empty() && self.bulk.is_empty()
     }
 
-    fn fits(&self, job: &Job) -> bool {
-        self.is_empty()
-            || (self.len() < MAX_QUEUED_JOBS && self.bytes + job.bytes <= MAX_QUEUED_BYTES)
+    fn fits(&self, job: &Job, max_jobs: usize) -> bool {
+        self.is_empty() || (self.len() < max_jobs && self.bytes + job.bytes <= MAX_QUEUED_BYTES)
     }
 
     fn push(&mut self, job: Job, priority: bool) {
@@ -153,6 +152,9 @@ pub struct Fanout {
     shared: Arc<Shared>,
     /// Deliver on the caller (no worker thread could be started).
     inline: AtomicBool,
+    /// Jobs queued per worker before the caller delivers
+    /// ([`MAX_QUEUED_JOBS`]).
+    max_jobs: usize,
     /// Jobs a caller ran itself because a worker's queues were full.
     caller_jobs: AtomicU64,
     /// Join/leave events not pushed: the channel had more local
@@ -196,6 +198,7 @@ impl Fanout {
                 ..Shared::default()
             }),
             inline: AtomicBool::new(true),
+            max_jobs: MAX_QUEUED_JOBS,
             caller_jobs: AtomicU64::new(0),
             join_leave_muted: AtomicU64::new(0),
         }
@@ -318,7 +321,7 @@ impl Fanout {
         }
         {
             let mut q = lock(&worker.queues);
-            if q.fits(&job) {
+            if q.fits(&job, self.max_jobs) {
                 q.push(job, priority);
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
                 drop(q);
@@ -330,7 +333,7 @@ impl Fanout {
         let _run = lock(&worker.run);
         loop {
             let mut q = lock(&worker.queues);
-            if q.fits(&job) {
+            if q.fits(&job, self.max_jobs) {
                 q.push(job, priority);
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
                 drop(q);
@@ -442,5 +445,190 @@ fn run(node: &Node, job: Job) {
                     .observe(Duration::from_micros(took));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{MemoryBroker, MemoryBrokerConfig};
+    use crate::config::Config;
+    use crate::hub::{ClientHandle, Subscriber};
+    use wshub_protocol::{decode_replies, Encoding, Push};
+
+    async fn node() -> Arc<Node> {
+        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        Node::start(Config::development_default(), broker)
+            .await
+            .unwrap()
+    }
+
+    fn subscribe(node: &Node, channel: &str, n: usize, enc: Encoding) -> Vec<Arc<ClientHandle>> {
+        (0..n)
+            .map(|i| {
+                let h = Arc::new(ClientHandle::new(format!("{channel}-{i}"), enc, 0));
+                node.hub().add(
+                    channel,
+                    Subscriber {
+                        handle: h.clone(),
+                        join_leave: true,
+                    },
+                );
+                h
+            })
+            .collect()
+    }
+
+    fn publication(channel: &str, offset: u64) -> Push {
+        Push::publication(
+            channel,
+            wshub_protocol::Publication {
+                data: Bytes::from(format!("{{\"n\":{offset}}}")),
+                offset,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The publication offsets queued to `h`, in order.
+    fn offsets(h: &ClientHandle) -> Vec<u64> {
+        h.drain()
+            .frames
+            .iter()
+            .flat_map(|f| decode_replies(h.encoding(), f).unwrap())
+            .filter_map(|r| r.push?.publication.map(|p| p.offset))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_subscriber_gets_every_publication_in_order_across_workers() {
+        let node = node().await;
+        assert!(node.fanout().workers() >= 1);
+        // Several chunks (so several workers) plus both encodings.
+        let mut subs = subscribe(&node, "big", 3 * crate::hub::CHUNK + 7, Encoding::Json);
+        subs.extend(subscribe(&node, "big-bin", 5, Encoding::Protobuf));
+        for h in subs.iter().skip(3 * crate::hub::CHUNK) {
+            node.hub().add(
+                "big",
+                Subscriber {
+                    handle: h.clone(),
+                    join_leave: false,
+                },
+            );
+        }
+        let small = subscribe(&node, "small", 1, Encoding::Json);
+        const N: u64 = 300;
+        for offset in 1..=N {
+            node.fan_out("big", &publication("big", offset), offset, false);
+            node.fan_out("small", &publication("small", offset), offset, false);
+        }
+        assert!(node.fanout().wait_idle(Duration::from_secs(20)));
+        assert_eq!(node.fanout().queued_jobs(), 0);
+        let want: Vec<u64> = (1..=N).collect();
+        for h in subs.iter().chain(&small) {
+            assert_eq!(offsets(h), want, "{}", h.id());
+        }
+        let expected = N * (subs.len() as u64 + 1);
+        assert_eq!(node.metrics().deliveries.load(Ordering::Relaxed), expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_subscriber_gets_a_burst_of_publications_in_order() {
+        let node = node().await;
+        let subs = subscribe(&node, "c", 1, Encoding::Json);
+        // More jobs than a worker queues, as fast as the caller can.
+        let n = 3 * MAX_QUEUED_JOBS as u64;
+        let push = |o: u64| publication("c", o);
+        let pushes: Vec<Push> = (1..=n).map(push).collect();
+        for (i, p) in pushes.iter().enumerate() {
+            node.fan_out("c", p, i as u64 + 1, false);
+        }
+        assert!(node.fanout().wait_idle(Duration::from_secs(60)));
+        assert_eq!(offsets(&subs[0]), (1..=n).collect::<Vec<_>>());
+        eprintln!("jobs run by the caller: {}", node.fanout().caller_jobs());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gap_reports_come_after_the_pushes_already_queued() {
+        let node = node().await;
+        let subs = subscribe(&node, "g", 2 * crate::hub::CHUNK, Encoding::Json);
+        for offset in 1..=20 {
+            node.fan_out("g", &publication("g", offset), offset, false);
+        }
+        node.report_gap("g", &crate::broker::StreamPosition::new(30, "e"), "test");
+        assert!(node.fanout().wait_idle(Duration::from_secs(20)));
+        for h in &subs {
+            let d = h.drain();
+            assert_eq!(d.frames.len(), 20);
+            assert_eq!(d.controls, [Control::InsufficientState("g".into())]);
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_over_the_bound_deliver_the_oldest_jobs_first() {
+        let node = node().await;
+        let subs = subscribe(&node, "c", crate::hub::CHUNK + 1, Encoding::Json);
+        let snapshot = node.hub().snapshot("c").unwrap();
+        // Queues of 3 jobs, no worker running yet: every dispatch past the
+        // bound makes the caller deliver the oldest jobs.
+        let mut fanout = Fanout::new(2);
+        fanout.max_jobs = 3;
+        fanout.inline.store(false, Ordering::Release);
+        let n = 50u64;
+        for offset in 1..=n {
+            let frame =
+                wshub_protocol::encode_push_reply(Encoding::Json, &publication("c", offset))
+                    .unwrap();
+            let work = Work::Push {
+                frames: [Some(frame), None],
+                offset,
+                join_leave: false,
+                kind: 0,
+                time_ms: 0,
+            };
+            fanout.dispatch(&node, "c", 7, &snapshot, work);
+        }
+        assert!(fanout.caller_jobs() > 0);
+        assert!(fanout.queued_jobs() <= 2 * 3);
+        // The workers take what is left.
+        fanout.start(Arc::downgrade(&node));
+        assert!(fanout.wait_idle(Duration::from_secs(10)));
+        for h in &subs {
+            assert_eq!(offsets(h), (1..=n).collect::<Vec<_>>(), "{}", h.id());
+        }
+    }
+
+    #[tokio::test]
+    async fn join_leave_pushes_stop_above_the_limit() {
+        let mut cfg = Config::development_default();
+        cfg.channel.without_namespace.join_leave_max_subscribers = crate::config::JoinLeaveLimit(3);
+        let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig::default()));
+        let node = Node::start(cfg, broker).await.unwrap();
+        let info = crate::broker::ClientInfo::default;
+        let broker = node.broker().clone();
+        broker.subscribe("j").await.unwrap();
+        let subs = subscribe(&node, "j", 3, Encoding::Json);
+        broker.publish_join("j", info()).await.unwrap();
+        let more = subscribe(&node, "j2", 1, Encoding::Json);
+        node.hub().add(
+            "j",
+            Subscriber {
+                handle: more[0].clone(),
+                join_leave: true,
+            },
+        );
+        broker.publish_join("j", info()).await.unwrap();
+        broker.publish_leave("j", info()).await.unwrap();
+        assert_eq!(node.fanout().join_leave_muted(), 2);
+        node.hub().remove("j", more[0].id());
+        broker.publish_leave("j", info()).await.unwrap();
+        assert!(node.fanout().wait_idle(Duration::from_secs(5)));
+        for h in &subs {
+            // The first join and the last leave.
+            assert_eq!(h.drain().frames.len(), 2, "{}", h.id());
+        }
+        assert!(node
+            .metrics_text()
+            .contains("wshub_node_join_leave_muted_total 2"));
     }
 }

@@ -1112,4 +1112,147 @@ mod tests {
         assert!(hub.remove("x", "a"));
         assert_eq!(hub.position("x"), None);
     }
+
+    fn sub(id: &str, join_leave: bool) -> Subscriber {
+        Subscriber {
+            handle: Arc::new(ClientHandle::new(id, Encoding::Json, 0)),
+            join_leave,
+        }
+    }
+
+    fn chunk_lens(s: &Snapshot) -> Vec<usize> {
+        s.chunks().iter().map(|c| c.len()).collect()
+    }
+
+    fn ids(s: &Snapshot) -> Vec<String> {
+        let mut v: Vec<String> = s.subscribers().map(|s| s.handle.id().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn chunked_set_fills_chunks_then_holes_and_never_moves_a_subscriber() {
+        let hub = Hub::new();
+        for i in 0..300 {
+            hub.add("x", sub(&format!("c{i}"), false));
+        }
+        let s = hub.snapshot("x").unwrap();
+        assert_eq!(chunk_lens(&s), [CHUNK, CHUNK, 300 - 2 * CHUNK]);
+        assert_eq!(s.len(), 300);
+        assert_eq!(hub.counts(), (1, 300));
+        // Where each client sits.
+        let place = |s: &Snapshot, id: &str| {
+            s.chunks()
+                .iter()
+                .enumerate()
+                .find_map(|(c, ch)| {
+                    ch.slots
+                        .iter()
+                        .position(|x| x.as_ref().is_some_and(|x| x.handle.id() == id))
+                        .map(|slot| (c, slot))
+                })
+                .unwrap()
+        };
+        let before = place(&s, "c200");
+        // Holes in chunk 0 and 1; later adds fill them before the last
+        // chunk grows, and nobody moves.
+        hub.remove("x", "c5");
+        hub.remove("x", "c130");
+        let s = hub.snapshot("x").unwrap();
+        assert_eq!(chunk_lens(&s), [CHUNK - 1, CHUNK - 1, 300 - 2 * CHUNK]);
+        assert_eq!(place(&s, "c200"), before);
+        hub.add("x", sub("n1", false));
+        hub.add("x", sub("n2", false));
+        let s = hub.snapshot("x").unwrap();
+        assert_eq!(chunk_lens(&s), [CHUNK, CHUNK, 300 - 2 * CHUNK]);
+        assert_eq!(place(&s, "n1"), (1, 2));
+        assert_eq!(place(&s, "n2"), (0, 5));
+        assert_eq!(place(&s, "c200"), before);
+        // The same client again replaces its entry in place.
+        hub.add("x", sub("c200", true));
+        let s = hub.snapshot("x").unwrap();
+        assert_eq!(s.len(), 300);
+        assert_eq!(place(&s, "c200"), before);
+        assert_eq!(s.chunks()[1].join_leave(), 1);
+        // Removing everybody forgets the channel.
+        let all = ids(&s);
+        for (n, id) in all.iter().enumerate() {
+            assert_eq!(hub.remove("x", id), n == all.len() - 1);
+        }
+        assert!(hub.snapshot("x").is_none());
+        assert_eq!(hub.counts(), (0, 0));
+    }
+
+    #[test]
+    fn snapshots_do_not_change_and_a_change_copies_one_chunk() {
+        let hub = Hub::new();
+        for i in 0..1000 {
+            hub.add("x", sub(&format!("c{i}"), false));
+        }
+        let old = hub.snapshot("x").unwrap();
+        // Unchanged: the same snapshot, not a rebuild.
+        let again = hub.snapshot("x").unwrap();
+        assert!(Arc::ptr_eq(&old.chunks, &again.chunks));
+        hub.remove("x", "c3");
+        hub.add("x", sub("late", false));
+        hub.remove("x", "c999");
+        // The old snapshot still has exactly who was there.
+        assert_eq!(old.len(), 1000);
+        assert_eq!(old.subscribers().count(), 1000);
+        assert!(old.subscribers().any(|s| s.handle.id() == "c3"));
+        assert!(!old.subscribers().any(|s| s.handle.id() == "late"));
+        let new = hub.snapshot("x").unwrap();
+        assert_eq!(new.len(), 999);
+        assert!(new.subscribers().any(|s| s.handle.id() == "late"));
+        // Only the chunks that changed were copied (chunk 0 for c3 and
+        // late, the last one for c999); every other chunk is shared.
+        let copied: Vec<usize> = (0..old.chunks().len())
+            .filter(|&i| !Arc::ptr_eq(&old.chunks()[i], &new.chunks()[i]))
+            .collect();
+        assert_eq!(copied, [0, old.chunks().len() - 1]);
+        for c in new.chunks() {
+            assert!(c.capacity_used() <= CHUNK);
+        }
+        // Without a snapshot held, a change copies nothing.
+        drop((old, again, new));
+        let before = Arc::as_ptr(&hub.snapshot("x").unwrap().chunks()[2]);
+        hub.remove("x", "c300");
+        assert_eq!(Arc::as_ptr(&hub.snapshot("x").unwrap().chunks()[2]), before);
+    }
+
+    #[test]
+    fn join_leave_is_muted_above_the_limit_and_resumes_at_it() {
+        let hub = Hub::new();
+        assert!(matches!(hub.join_leave("x", 2), JoinLeave::Nobody));
+        hub.add("x", sub("a", false));
+        assert!(matches!(hub.join_leave("x", 2), JoinLeave::Nobody));
+        hub.add("x", sub("b", true));
+        assert!(matches!(
+            hub.join_leave("x", 2),
+            JoinLeave::Deliver { resumed: false, .. }
+        ));
+        hub.add("x", sub("c", true));
+        assert!(matches!(
+            hub.join_leave("x", 2),
+            JoinLeave::Muted {
+                subscribers: 3,
+                crossed: true
+            }
+        ));
+        assert!(matches!(
+            hub.join_leave("x", 2),
+            JoinLeave::Muted { crossed: false, .. }
+        ));
+        // 0: no limit.
+        assert!(matches!(hub.join_leave("x", 0), JoinLeave::Deliver { .. }));
+        hub.join_leave("x", 2);
+        hub.remove("x", "a");
+        match hub.join_leave("x", 2) {
+            JoinLeave::Deliver { snapshot, resumed } => {
+                assert!(resumed);
+                assert_eq!(ids(&snapshot), ["b", "c"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
