@@ -598,6 +598,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn join_leave_max_subscribers_is_a_namespace_option_defaulting_to_1000() {
+        use crate::config::{channel_options, Format, JoinLeaveLimit, Loader};
+        let text = r#"{"channel": {
+            "without_namespace": {"join_leave": true},
+            "namespaces": [{"name": "big", "join_leave_max_subscribers": 0},
+                           {"name": "room", "join_leave_max_subscribers": 50}]
+        }}"#;
+        let loaded = Loader::new().load_str(text, Format::Json).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let limit = |ch: &str| {
+            channel_options(&loaded.config, ch)
+                .unwrap()
+                .options
+                .join_leave_max_subscribers
+        };
+        assert_eq!(limit("x"), JoinLeaveLimit(1000));
+        assert_eq!(limit("big:x"), JoinLeaveLimit(0));
+        assert_eq!(limit("room:x"), JoinLeaveLimit(50));
+        assert_eq!(
+            Config::development_default()
+                .channel
+                .without_namespace
+                .join_leave_max_subscribers,
+            JoinLeaveLimit::DEFAULT
+        );
+    }
+
     #[tokio::test]
     async fn join_leave_pushes_stop_above_the_limit() {
         let mut cfg = Config::development_default();

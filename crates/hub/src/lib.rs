@@ -8,8 +8,11 @@
 //! - [`node::Node`]: one gateway process — config, broker, token verifiers,
 //!   metrics — and the fan-out of broker events (each publication encoded
 //!   once per encoding, the bytes shared by every local subscriber).
+//! - [`fanout`]: the delivery workers (one thread per core) that queue a
+//!   broker event's encoded bytes to the subscribers, one chunk of a
+//!   channel's subscriber snapshot per job, off the broker's delivery task.
 //! - [`hub::Hub`]: channel → local subscribers in 64 shards (no global
-//!   lock on the publish path) and [`hub::ClientHandle`], a connection's
+//!   lock on the publish path; copy-on-write chunked subscriber sets) and [`hub::ClientHandle`], a connection's
 //!   outbound queue with byte accounting (over `client.queue_max_size` →
 //!   disconnect 3008 slow).
 //! - [`session::Session`]: the per-connection state machine of the
