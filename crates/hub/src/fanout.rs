@@ -598,6 +598,37 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_job_from_before_an_unsubscribe_does_not_reach_the_new_subscription() {
+        let node = node().await;
+        let subs = subscribe(&node, "r", 2, Encoding::Json);
+        let before = node.hub().snapshot("r").unwrap();
+        // Client 0 leaves and subscribes again (a new entry).
+        node.hub().remove("r", subs[0].id());
+        node.hub().add(
+            "r",
+            Subscriber {
+                handle: subs[0].clone(),
+                join_leave: true,
+            },
+        );
+        // A job that took its snapshot before the unsubscribe runs late.
+        let frame =
+            wshub_protocol::encode_push_reply(Encoding::Json, &publication("r", 1)).unwrap();
+        let work = Work::Push {
+            frames: [Some(frame), None],
+            offset: 1,
+            join_leave: false,
+            kind: 0,
+            time_ms: 0,
+        };
+        node.fanout().dispatch(&node, "r", 1, &before, work);
+        node.fan_out("r", &publication("r", 2), 2, false);
+        assert!(node.fanout().wait_idle(Duration::from_secs(5)));
+        assert_eq!(offsets(&subs[0]), [2]);
+        assert_eq!(offsets(&subs[1]), [1, 2]);
+    }
+
     #[test]
     fn join_leave_max_subscribers_is_a_namespace_option_defaulting_to_1000() {
         use crate::config::{channel_options, Format, JoinLeaveLimit, Loader};

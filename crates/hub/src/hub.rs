@@ -372,6 +372,16 @@ pub struct Subscriber {
     pub join_leave: bool,
 }
 
+/// A subscriber in its chunk, with a flag shared by every copy of the
+/// chunk: cleared when it unsubscribes, so that jobs still holding an older
+/// copy of the chunk skip it (a subscriber that left and subscribed again
+/// gets nothing from before through its old entry).
+#[derive(Clone, Debug)]
+struct Slot {
+    sub: Subscriber,
+    live: Arc<AtomicBool>,
+}
+
 /// At most [`CHUNK`] subscribers of one channel. Shared (immutable) by the
 /// snapshots and fan-out jobs that hold it; a change copies it only while
 /// one of them does (copy-on-write through `Arc::make_mut`). A subscriber
@@ -379,15 +389,20 @@ pub struct Subscriber {
 /// removal leaves a hole that a later add fills.
 #[derive(Clone, Debug, Default)]
 pub struct Chunk {
-    slots: Vec<Option<Subscriber>>,
+    slots: Vec<Option<Slot>>,
     len: usize,
     join_leave: usize,
 }
 
 impl Chunk {
-    /// The subscribers in this chunk.
+    /// The subscribers in this chunk (still subscribed: an older copy of
+    /// the chunk skips those that left since).
     pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
-        self.slots.iter().flatten()
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.live.load(Ordering::Acquire))
+            .map(|s| &s.sub)
     }
 
     /// Number of subscribers.
@@ -552,8 +567,9 @@ impl Channel {
                 .get_mut(c as usize)
                 .map(Arc::make_mut)
                 .and_then(|chunk| {
-                    let slot = chunk.slots.get_mut(s as usize)?;
-                    let old = slot.replace(sub);
+                    // The same entry (and liveness) with the new settings.
+                    let slot = chunk.slots.get_mut(s as usize)?.as_mut()?;
+                    let old = Some(std::mem::replace(&mut slot.sub, sub));
                     if let Some(o) = &old {
                         chunk.join_leave =
                             chunk.join_leave.saturating_sub(usize::from(o.join_leave));
@@ -594,7 +610,10 @@ impl Channel {
         chunk.join_leave += usize::from(sub.join_leave);
         let id = sub.handle.id().to_owned();
         if let Some(slot) = chunk.slots.get_mut(s) {
-            *slot = Some(sub);
+            *slot = Some(Slot {
+                sub,
+                live: Arc::new(AtomicBool::new(true)),
+            });
         }
         if chunk.len >= CHUNK {
             self.open.pop();
@@ -612,9 +631,11 @@ impl Channel {
         let Some(chunk) = self.chunks.get_mut(c as usize).map(Arc::make_mut) else {
             return;
         };
-        let Some(old) = chunk.slots.get_mut(s as usize).and_then(Option::take) else {
+        let Some(Slot { sub: old, live }) = chunk.slots.get_mut(s as usize).and_then(Option::take)
+        else {
             return;
         };
+        live.store(false, Ordering::Release);
         let was_full = chunk.len >= CHUNK;
         chunk.len = chunk.len.saturating_sub(1);
         chunk.join_leave = chunk.join_leave.saturating_sub(usize::from(old.join_leave));
@@ -1148,7 +1169,7 @@ mod tests {
                 .find_map(|(c, ch)| {
                     ch.slots
                         .iter()
-                        .position(|x| x.as_ref().is_some_and(|x| x.handle.id() == id))
+                        .position(|x| x.as_ref().is_some_and(|x| x.sub.handle.id() == id))
                         .map(|slot| (c, slot))
                 })
                 .unwrap()
@@ -1198,9 +1219,12 @@ mod tests {
         hub.remove("x", "c999");
         // The old snapshot still has exactly who was there.
         assert_eq!(old.len(), 1000);
-        assert_eq!(old.subscribers().count(), 1000);
-        assert!(old.subscribers().any(|s| s.handle.id() == "c3"));
+        assert_eq!(old.chunks().iter().map(|c| c.len()).sum::<usize>(), 1000);
         assert!(!old.subscribers().any(|s| s.handle.id() == "late"));
+        // Those that left since are skipped by the old snapshot too: a
+        // job holding it does not push to them.
+        assert_eq!(old.subscribers().count(), 998);
+        assert!(!old.subscribers().any(|s| s.handle.id() == "c3"));
         let new = hub.snapshot("x").unwrap();
         assert_eq!(new.len(), 999);
         assert!(new.subscribers().any(|s| s.handle.id() == "late"));
