@@ -20,6 +20,14 @@ pub struct ChannelOptions {
     pub join_leave: bool,
     /// `force_push_join_leave`: push join/leave to every subscriber without asking.
     pub force_push_join_leave: bool,
+    /// `join_leave_max_subscribers` (wshub only, not a Centrifugo key): a
+    /// node stops pushing join/leave events of a channel to its local
+    /// subscribers while it has more than this many of them (counted in
+    /// `wshub_node_join_leave_muted_total`, logged once each time a channel
+    /// crosses it), and resumes at or below it. Every join would otherwise
+    /// be pushed to every subscriber: N joins cost N²/2 pushes. Default
+    /// 1000; 0 = no limit.
+    pub join_leave_max_subscribers: JoinLeaveLimit,
     /// `history_size`: publications kept per channel (needs `history_ttl`).
     pub history_size: u32,
     /// `history_ttl`: how long history is kept (whole seconds; needs `history_size`).
@@ -96,6 +104,24 @@ pub struct ChannelOptions {
     pub subscription_type: String,
     #[serde(skip)]
     regex: RegexCache,
+}
+
+/// `join_leave_max_subscribers`: a subscriber count, 0 = no limit; default
+/// [`JoinLeaveLimit::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JoinLeaveLimit(pub u32);
+
+impl JoinLeaveLimit {
+    /// The default limit: 1000 subscribers (at most ~500,000 join pushes
+    /// while a channel fills up on a node).
+    pub const DEFAULT: JoinLeaveLimit = JoinLeaveLimit(1000);
+}
+
+impl Default for JoinLeaveLimit {
+    fn default() -> Self {
+        JoinLeaveLimit::DEFAULT
+    }
 }
 
 impl ChannelOptions {

@@ -62,7 +62,8 @@ mod tests;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use channel::{
-    channel_options, ChannelError, ChannelNamespace, ChannelOptions, ResolvedChannel,
+    channel_options, ChannelError, ChannelNamespace, ChannelOptions, JoinLeaveLimit,
+    ResolvedChannel,
 };
 pub use duration::{Duration, DurationParseError};
 pub use load::{ConfigWarning, Format, Loaded, Loader, WarningKind, ENV_PREFIX};

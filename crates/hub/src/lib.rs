@@ -10,8 +10,11 @@
 //! - [`node::Node`]: one gateway process — config, broker, token verifiers,
 //!   metrics — and the fan-out of broker events (each publication encoded
 //!   once per encoding, the bytes shared by every local subscriber).
+//! - [`fanout`]: the delivery workers (one thread per core) that queue a
+//!   broker event's encoded bytes to the subscribers, one chunk of a
+//!   channel's subscriber snapshot per job, off the broker's delivery task.
 //! - [`hub::Hub`]: channel → local subscribers in 64 shards (no global
-//!   lock on the publish path).
+//!   lock on the publish path; copy-on-write chunked subscriber sets).
 //! - [`outbound::ClientHandle`]: a session's outbound queue of encoded
 //!   protocol messages with byte accounting (over `client.queue_max_size`
 //!   → disconnect 3008 slow), and [`outbound::Control`], the actions the
@@ -36,11 +39,15 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
+// No std lock is held across an await (fan-out, hub shards, handles and
+// metrics all use short std locks); `sub_lock` is a tokio mutex on purpose.
+#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
 
 pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cluster;
+pub mod fanout;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -18,7 +18,8 @@ use crate::broker::{
     StreamPosition,
 };
 use crate::cluster::{ControlMessage, SurveyOp, SurveyReply, SurveyRequest, UserControl};
-use crate::hub::{Advance, Control, Hub};
+use crate::fanout::{Fanout, Work};
+use crate::hub::{Advance, Control, Hub, JoinLeave, Snapshot};
 use crate::metrics::{
     method_index, BrokerErrors, Histogram, MeteredBroker, BROKER_OPS, ENCODINGS, METHODS,
     PUSH_KINDS,
@@ -142,6 +143,7 @@ pub struct Node {
     config: Arc<Config>,
     broker: Arc<dyn Broker>,
     hub: Hub,
+    fanout: Fanout,
     verifiers: Verifiers,
     metrics: Metrics,
     id: String,
@@ -205,30 +207,20 @@ impl BrokerEventHandler for Handler {
         }
         let offset = publication.offset;
         let push = Push::publication(channel, to_proto_publication(&publication));
-        node.fan_out(channel, &push, offset, false);
-        if publication.time > 0 {
-            // Wall clock against the broker's publish time (ms).
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64);
-            let took = now_us.saturating_sub(publication.time.saturating_mul(1000));
-            node.metrics
-                .delivery_latency
-                .observe(std::time::Duration::from_micros(took));
+        if let Some(snapshot) = node.hub.snapshot(channel) {
+            node.fan_out_to(channel, &snapshot, &push, offset, false, publication.time);
         }
     }
 
     fn on_join(&self, channel: &str, info: &broker::ClientInfo) {
         if let Some(node) = self.0.upgrade() {
-            let push = Push::join(channel, to_proto_info(info));
-            node.fan_out(channel, &push, 0, true);
+            node.join_leave(channel, || Push::join(channel, to_proto_info(info)));
         }
     }
 
     fn on_leave(&self, channel: &str, info: &broker::ClientInfo) {
         if let Some(node) = self.0.upgrade() {
-            let push = Push::leave(channel, to_proto_info(info));
-            node.fan_out(channel, &push, 0, true);
+            node.join_leave(channel, || Push::leave(channel, to_proto_info(info)));
         }
     }
 
@@ -343,6 +335,7 @@ impl Node {
             config: Arc::new(config),
             broker,
             hub: Hub::new(),
+            fanout: Fanout::new(Fanout::default_workers()),
             verifiers,
             metrics,
             id: random_id(),
@@ -353,6 +346,7 @@ impl Node {
             api_body_budget: Arc::new(tokio::sync::Semaphore::new(api_budget)),
         });
         node.metrics.broker_up.store(1, Ordering::Relaxed);
+        node.fanout.start(Arc::downgrade(&node));
         node.broker
             .start(Arc::new(Handler(Arc::downgrade(&node))))
             .await?;
@@ -610,12 +604,17 @@ impl Node {
     /// takes `position` as the channel's new position.
     pub fn report_gap(&self, channel: &str, position: &StreamPosition, why: &str) {
         self.hub.reset_position(channel, position);
-        let mut n = 0usize;
-        self.hub.for_each_subscriber(channel, |s| {
-            s.handle
-                .control(Control::InsufficientState(channel.to_owned()));
-            n += 1;
-        });
+        // Through the fan-out workers, behind the pushes already queued to
+        // the same subscribers: the gap comes after what was delivered.
+        let n = match self.hub.snapshot(channel) {
+            Some(snapshot) => {
+                let hash = Hub::channel_hash(channel);
+                self.fanout
+                    .dispatch(self, channel, hash, &snapshot, Work::Gap);
+                snapshot.len()
+            }
+            None => 0,
+        };
         self.metrics.stream_gaps.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             channel,
@@ -705,45 +704,44 @@ impl Node {
 
     /// Queues `push` for every local subscriber of `channel` (only those
     /// that asked for join/leave when `join_leave`), encoding it at most
-    /// once per encoding.
+    /// once per encoding, through the fan-out workers.
     pub fn fan_out(&self, channel: &str, push: &Push, offset: u64, join_leave: bool) {
+        if let Some(snapshot) = self.hub.snapshot(channel) {
+            self.fan_out_to(channel, &snapshot, push, offset, join_leave, 0);
+        }
+    }
+
+    /// The fan-out workers.
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
+    }
+
+    /// [`Node::fan_out`] to `snapshot`; `time_ms` is the publication's
+    /// broker time (0: none) for the delivery latency. On the caller: the
+    /// encoding (once per encoding the subscribers use) and one job per
+    /// chunk; the pushes happen on the workers.
+    fn fan_out_to(
+        &self,
+        channel: &str,
+        snapshot: &Snapshot,
+        push: &Push,
+        offset: u64,
+        join_leave: bool,
+        time_ms: u64,
+    ) {
         let mut frames: [Option<Bytes>; 2] = [None, None];
-        let mut delivered = 0u64;
-        let mut bytes = 0u64;
-        let mut slow = Vec::new();
-        self.hub.for_each_subscriber(channel, |s| {
-            if join_leave && !s.join_leave {
-                return;
+        for (slot, enc) in frames.iter_mut().zip([Encoding::Json, Encoding::Protobuf]) {
+            if !snapshot.uses(enc.is_binary()) {
+                continue;
             }
-            let enc = s.handle.encoding();
-            let [json_frame, binary_frame] = &mut frames;
-            let slot = if enc.is_binary() {
-                binary_frame
-            } else {
-                json_frame
-            };
-            if slot.is_none() {
-                match encode_push_reply(enc, push) {
-                    Ok(b) => *slot = Some(b),
-                    Err(e) => {
-                        tracing::warn!(channel, error = %e, "cannot encode push");
-                        return;
-                    }
-                }
+            match encode_push_reply(enc, push) {
+                Ok(b) => *slot = Some(b),
+                Err(e) => tracing::warn!(channel, error = %e, "cannot encode push"),
             }
-            if let Some(f) = slot {
-                let len = f.len() as u64;
-                if s.handle.push_channel_now(channel, offset, f.clone()) {
-                    delivered += 1;
-                    bytes += len;
-                } else {
-                    slow.push(s.handle.id().to_owned());
-                }
-            }
-        });
-        self.metrics
-            .deliveries
-            .fetch_add(delivered, Ordering::Relaxed);
+        }
+        if frames.iter().all(Option::is_none) {
+            return;
+        }
         // Index into PUSH_KINDS.
         let kind = if push.publication.is_some() {
             0
@@ -754,17 +752,53 @@ impl Node {
         } else {
             3
         };
-        if let (Some(n), Some(b)) = (
-            self.metrics.pushes_sent.get(kind),
-            self.metrics.push_bytes_sent.get(kind),
-        ) {
-            n.fetch_add(delivered, Ordering::Relaxed);
-            b.fetch_add(bytes, Ordering::Relaxed);
-        }
-        // Counted in `wshub_client_slow_disconnects_total` when the
-        // session closes with 3008.
-        for c in slow {
-            tracing::info!(client = %c, "slow consumer: queue overflow");
+        let work = Work::Push {
+            frames,
+            offset,
+            join_leave,
+            kind,
+            time_ms,
+        };
+        let hash = Hub::channel_hash(channel);
+        self.fanout.dispatch(self, channel, hash, snapshot, work);
+    }
+
+    /// A join or leave event of `channel`: pushed to the subscribers that
+    /// want it unless the channel has more local subscribers than its
+    /// `join_leave_max_subscribers`.
+    fn join_leave(&self, channel: &str, push: impl FnOnce() -> Push) {
+        let max = wshub_config::channel_options(&self.config, channel)
+            .map_or(wshub_config::JoinLeaveLimit::DEFAULT, |r| {
+                r.options.join_leave_max_subscribers
+            });
+        match self.hub.join_leave(channel, max.0 as usize) {
+            JoinLeave::Deliver { snapshot, resumed } => {
+                if resumed {
+                    tracing::info!(
+                        channel,
+                        subscribers = snapshot.len(),
+                        max = max.0,
+                        "join/leave pushes resumed: at or below join_leave_max_subscribers"
+                    );
+                }
+                self.fan_out_to(channel, &snapshot, &push(), 0, true, 0);
+            }
+            JoinLeave::Muted {
+                subscribers,
+                crossed,
+            } => {
+                self.fanout.count_muted();
+                if crossed {
+                    tracing::info!(
+                        channel,
+                        subscribers,
+                        max = max.0,
+                        "join/leave pushes stopped: more local subscribers than \
+                         join_leave_max_subscribers"
+                    );
+                }
+            }
+            JoinLeave::Nobody => {}
         }
     }
 
@@ -932,6 +966,28 @@ impl Node {
                 h.render(&mut s, name, &format!("method=\"{method}\""));
             }
         }
+        gauge(
+            &mut s,
+            "wshub_node_fanout_queued_jobs",
+            "Fan-out jobs (one chunk of subscribers each) queued or running on the workers.",
+            "gauge",
+            self.fanout.queued_jobs() as u64,
+        );
+        gauge(
+            &mut s,
+            "wshub_node_fanout_caller_jobs_total",
+            "Fan-out jobs run by the broker's delivery task because a worker's queue was full.",
+            "counter",
+            self.fanout.caller_jobs(),
+        );
+        gauge(
+            &mut s,
+            "wshub_node_join_leave_muted_total",
+            "Join/leave events not pushed: the channel had more local subscribers than \
+             join_leave_max_subscribers.",
+            "counter",
+            self.fanout.join_leave_muted(),
+        );
         let name = "wshub_node_publication_delivery_latency_seconds";
         family(
             &mut s,

@@ -1505,12 +1505,15 @@ mod tests {
             )
             .await
             .unwrap();
+            assert!(node.fanout().wait_idle(std::time::Duration::from_secs(5)));
             let r = replies(s);
             assert!(r[0].connect.is_some() && r[1].subscribe.is_some(), "{r:?}");
         }
         a.handle_data(br#"{"id":3,"publish":{"channel":"c","data":{"x":1}}}"#)
             .await
             .unwrap();
+        // Pushes are queued by the fan-out workers.
+        assert!(node.fanout().wait_idle(std::time::Duration::from_secs(5)));
         let fa = a.handle().drain().frames;
         let fb = b.handle().drain().frames;
         // a: b's join, the publication push and its publish reply; b: the push.
@@ -1607,10 +1610,14 @@ mod tests {
     /// another thread), then takes the output.
     async fn output(s: &mut Session) -> Output {
         let h = s.handle().clone();
-        if h.queued_bytes() == 0 {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h.notified()).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = s.take_output();
+            if !out.messages.is_empty() || out.disconnect.is_some() || Instant::now() > deadline {
+                return out;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), h.notified()).await;
         }
-        s.take_output()
     }
 
     fn decoded(out: &Output) -> Vec<Reply> {

@@ -12,6 +12,7 @@ mod cluster;
 mod connect_cli;
 mod echo_strict;
 mod front_limits;
+mod join_storm;
 mod node_peer;
 mod payload;
 mod python_peer;

@@ -377,7 +377,10 @@ async fn subscription_token_expiry_unsubscribes_2501_unless_refreshed() {
     srv.shutdown().await;
 }
 
-#[tokio::test]
+// Several threads, as in `wshub serve`: the fan-out workers wake the
+// client writers from their own threads, and a single-threaded runtime
+// would run those wakeups behind the publishing loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_cut_while_a_reading_client_keeps_up() {
     let mut cfg = dev_config();
     cfg.client.queue_max_size = 256 * 1024;
