@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::metrics::ClientLimit;
 
 /// Counter of refused or disconnected clients, labeled `limit="..."`.
 pub const LIMIT_EXCEEDED: &str = "wshub_client_limit_exceeded_total";
@@ -91,11 +92,11 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `limit` label of [`LIMIT_EXCEEDED`].
-    pub fn label(self) -> &'static str {
+    pub fn limit(self) -> ClientLimit {
         match self {
-            Refusal::ConnectionsPerIp => "limit=\"connections_per_ip\"",
-            Refusal::ConnectRatePerIp => "limit=\"connect_rate_per_ip\"",
-            Refusal::ConnectionRate => "limit=\"connection_rate\"",
+            Refusal::ConnectionsPerIp => ClientLimit::ConnectionsPerIp,
+            Refusal::ConnectRatePerIp => ClientLimit::ConnectRatePerIp,
+            Refusal::ConnectionRate => ClientLimit::ConnectionRate,
         }
     }
 }

@@ -13,9 +13,14 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use wshub_hub::metrics::{counter_name, fixed, Fixed};
 
 /// The answer to a connection over the cap (or shed for lack of
 /// descriptors). HTTP/1.1 so that WebSocket clients report the status.
@@ -24,7 +29,7 @@ Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver at capac
 
 /// Phases whose timeouts are counted (`phase` label of
 /// [`HTTP_TIMEOUTS`](crate::HTTP_TIMEOUTS)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Phase {
     /// No complete request line and headers in time.
     Header = 0,
@@ -34,11 +39,21 @@ pub(crate) enum Phase {
     Tls = 2,
 }
 
-const PHASES: [&str; 3] = ["header", "idle", "tls"];
+const PHASES: [Phase; 3] = [Phase::Header, Phase::Idle, Phase::Tls];
+
+impl EncodeLabelValue for Phase {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            Phase::Header => "header",
+            Phase::Idle => "idle",
+            Phase::Tls => "tls",
+        })
+    }
+}
 
 /// Why a connection was refused (`reason` label of
 /// [`HTTP_REFUSED`](crate::HTTP_REFUSED)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Refusal {
     /// The node holds `http_server.max_connections` sockets.
     MaxConnections = 0,
@@ -47,26 +62,95 @@ pub(crate) enum Refusal {
     NoDescriptors = 1,
 }
 
-const REFUSALS: [&str; 2] = ["max_connections", "no_descriptors"];
+const REFUSALS: [Refusal; 2] = [Refusal::MaxConnections, Refusal::NoDescriptors];
 
-/// The node's open sockets and the counters of the HTTP front.
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::NoDescriptors => "no_descriptors",
+        })
+    }
+}
+
+/// Why a TLS handshake failed (`reason` label of
+/// [`TLS_HANDSHAKE_FAILURES`](crate::TLS_HANDSHAKE_FAILURES)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TlsFailure {
+    /// No complete handshake in time.
+    Timeout = 0,
+    /// Plain HTTP or other bytes sent to the TLS port.
+    NotTls = 1,
+    /// The handshake itself failed.
+    Error = 2,
+}
+
+const TLS_FAILURES: [TlsFailure; 3] = [TlsFailure::Timeout, TlsFailure::NotTls, TlsFailure::Error];
+
+impl EncodeLabelValue for TlsFailure {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::Error => "error",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: Refusal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsLabels {
+    reason: TlsFailure,
+}
+
+/// The node's open sockets and the counters of the HTTP front. The
+/// families are added to the node's registry by [`Admission::register`];
+/// counting is an atomic add on a handle kept here.
 #[derive(Debug)]
 pub(crate) struct Admission {
     limit: usize,
-    open: AtomicUsize,
-    timeouts: [AtomicU64; PHASES.len()],
-    refused: [AtomicU64; REFUSALS.len()],
-    accept_errors: AtomicU64,
+    open: Gauge,
+    timeouts: [Counter; PHASES.len()],
+    refused: [Counter; REFUSALS.len()],
+    accept_errors: Counter,
+    tls_failures: [Counter; TLS_FAILURES.len()],
+    /// The families, taken by the registry in [`Admission::register`].
+    families: Mutex<Option<Families>>,
+}
+
+#[derive(Debug)]
+struct Families {
+    timeouts: Fixed<PhaseLabels, Counter>,
+    refused: Fixed<RefusalLabels, Counter>,
+    tls_failures: Fixed<TlsLabels, Counter>,
 }
 
 impl Admission {
     pub fn new(limit: usize) -> Arc<Admission> {
+        let (timeouts, timeouts_family) = fixed(PHASES, |phase| PhaseLabels { phase });
+        let (refused, refused_family) = fixed(REFUSALS, |reason| RefusalLabels { reason });
+        let (tls_failures, tls_family) = fixed(TLS_FAILURES, |reason| TlsLabels { reason });
         Arc::new(Admission {
             limit: limit.max(1),
-            open: AtomicUsize::new(0),
-            timeouts: Default::default(),
-            refused: Default::default(),
-            accept_errors: AtomicU64::new(0),
+            open: Gauge::default(),
+            timeouts,
+            refused,
+            accept_errors: Counter::default(),
+            tls_failures,
+            families: Mutex::new(Some(Families {
+                timeouts: timeouts_family,
+                refused: refused_family,
+                tls_failures: tls_family,
+            })),
         })
     }
 
@@ -77,84 +161,87 @@ impl Admission {
 
     /// Sockets open now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        usize::try_from(self.open.get()).unwrap_or(0)
     }
 
     /// A permit for one more socket, or `None` at the cap. Called from the
     /// accept loop only, so the check and the increment do not race with
     /// another admission (releases only lower the count).
     pub fn try_admit(self: &Arc<Self>) -> Option<SocketPermit> {
-        if self.open.load(Ordering::Relaxed) >= self.limit {
+        if self.open() >= self.limit {
             return None;
         }
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.open.inc();
         Some(SocketPermit(self.clone()))
     }
 
     pub fn count_timeout(&self, phase: Phase) {
         if let Some(c) = self.timeouts.get(phase as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.inc();
         }
     }
 
     pub fn count_refused(&self, why: Refusal) {
         if let Some(c) = self.refused.get(why as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.inc();
         }
     }
 
     pub fn count_accept_error(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        self.accept_errors.inc();
     }
 
-    /// Appends the HTTP front's metrics (Prometheus text).
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP {n} Open HTTP and WebSocket sockets.\n# TYPE {n} gauge\n{n} {}",
-            self.open(),
-            n = crate::HTTP_CONNECTIONS_OPEN
-        );
-        let _ = writeln!(
-            out,
-            "# HELP {n} Cap on open sockets (http_server.max_connections).\n\
-             # TYPE {n} gauge\n{n} {}",
-            self.limit,
-            n = crate::HTTP_CONNECTIONS_LIMIT
-        );
-        let n = crate::HTTP_TIMEOUTS;
-        let _ = writeln!(
-            out,
-            "# HELP {n} Connections closed by a timeout: header (read_header_timeout), \
-             idle (idle_timeout), tls (tls_handshake_timeout).\n# TYPE {n} counter"
-        );
-        for (label, v) in PHASES.iter().zip(&self.timeouts) {
-            let _ = writeln!(
-                out,
-                "{n}{{phase=\"{label}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
+    pub fn count_tls_failure(&self, why: TlsFailure) {
+        if let Some(c) = self.tls_failures.get(why as usize) {
+            c.inc();
         }
-        let n = crate::HTTP_REFUSED;
-        let _ = writeln!(
-            out,
-            "# HELP {n} Connections answered 503 and closed at accept: max_connections \
-             (the cap was reached), no_descriptors (accept ran out of file descriptors).\n\
-             # TYPE {n} counter"
+    }
+
+    /// Adds the HTTP front's families to `registry` (once; later calls add
+    /// nothing).
+    pub fn register(&self, registry: &mut Registry) {
+        let Some(f) = self
+            .families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        registry.register(
+            counter_name(crate::TLS_HANDSHAKE_FAILURES),
+            "TLS handshakes that failed: timeout (no complete handshake in time), not_tls \
+             (plain HTTP or other bytes sent to the TLS port), error (the handshake failed)",
+            f.tls_failures,
         );
-        for (label, v) in REFUSALS.iter().zip(&self.refused) {
-            let _ = writeln!(
-                out,
-                "{n}{{reason=\"{label}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {n} Failed accept calls (the pending connection could not be taken).\n\
-             # TYPE {n} counter\n{n} {}",
-            self.accept_errors.load(Ordering::Relaxed),
-            n = crate::HTTP_ACCEPT_ERRORS
+        registry.register(
+            crate::HTTP_CONNECTIONS_OPEN,
+            "Open HTTP and WebSocket sockets",
+            self.open.clone(),
+        );
+        let limit: Gauge = Gauge::default();
+        limit.set(i64::try_from(self.limit).unwrap_or(i64::MAX));
+        registry.register(
+            crate::HTTP_CONNECTIONS_LIMIT,
+            "Cap on open sockets (http_server.max_connections)",
+            limit,
+        );
+        registry.register(
+            counter_name(crate::HTTP_TIMEOUTS),
+            "Connections closed by a timeout: header (read_header_timeout), \
+             idle (idle_timeout), tls (tls_handshake_timeout)",
+            f.timeouts,
+        );
+        registry.register(
+            counter_name(crate::HTTP_REFUSED),
+            "Connections answered 503 and closed at accept: max_connections \
+             (the cap was reached), no_descriptors (accept ran out of file descriptors)",
+            f.refused,
+        );
+        registry.register(
+            counter_name(crate::HTTP_ACCEPT_ERRORS),
+            "Failed accept calls (the pending connection could not be taken)",
+            self.accept_errors.clone(),
         );
     }
 }
@@ -165,7 +252,7 @@ pub(crate) struct SocketPermit(Arc<Admission>);
 
 impl Drop for SocketPermit {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.dec();
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
-use wshub_hub::limits::LIMIT_EXCEEDED;
+use wshub_hub::metrics::ClientLimit;
 use wshub_hub::session::Session;
 use wshub_proto::Error as ProtoError;
 use wshub_protocol::{ping_frame, Disconnect, DisconnectCode, Encoding};
@@ -96,7 +96,7 @@ where
                     break Some(DisconnectCode::SHUTDOWN.to_disconnect());
                 }
                 if pong_deadline.is_some_and(|d| d <= t) {
-                    node.metrics().heartbeat_failures.fetch_add(1, Ordering::Relaxed);
+                    node.metrics().heartbeat_failure();
                     break Some(DisconnectCode::NO_PONG.to_disconnect());
                 }
                 if !connected && connect_deadline <= t {
@@ -134,7 +134,7 @@ where
                         {
                             // The engine closed with 1009.
                             tracing::debug!(client = %session.client_id(), error = %e, "message size limit");
-                            node.metrics().inc(LIMIT_EXCEEDED, "limit=\"message_size\"");
+                            node.metrics().limit_exceeded(ClientLimit::MessageSize);
                         } else {
                             tracing::debug!(client = %session.client_id(), error = %e, "read failed");
                         }
