@@ -759,8 +759,8 @@ impl Metrics {
     /// Adds families to the registry (at start-up: it takes the lock that
     /// scrapes take). Record through handles kept outside the registry.
     /// Help texts go without their final period: the registry adds it.
-    pub fn register(&self, f: impl FnOnce(&mut Registry)) {
-        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()));
+    pub fn register<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The Prometheus text (format 0.0.4, [`CONTENT_TYPE`]) of every

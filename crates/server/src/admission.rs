@@ -13,14 +13,14 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use wshub_hub::metrics::{counter_name, fixed, Fixed};
+use wshub_hub::metrics::{counter_name, fixed};
 
 /// The answer to a connection over the cap (or shed for lack of
 /// descriptors). HTTP/1.1 so that WebSocket clients report the status.
@@ -112,9 +112,9 @@ struct TlsLabels {
     reason: TlsFailure,
 }
 
-/// The node's open sockets and the counters of the HTTP front. The
-/// families are added to the node's registry by [`Admission::register`];
-/// counting is an atomic add on a handle kept here.
+/// The node's open sockets and the counters of the HTTP front (their
+/// families in the node's registry; counting is an atomic add on a handle
+/// kept here).
 #[derive(Debug)]
 pub(crate) struct Admission {
     limit: usize,
@@ -123,34 +123,59 @@ pub(crate) struct Admission {
     refused: [Counter; REFUSALS.len()],
     accept_errors: Counter,
     tls_failures: [Counter; TLS_FAILURES.len()],
-    /// The families, taken by the registry in [`Admission::register`].
-    families: Mutex<Option<Families>>,
-}
-
-#[derive(Debug)]
-struct Families {
-    timeouts: Fixed<PhaseLabels, Counter>,
-    refused: Fixed<RefusalLabels, Counter>,
-    tls_failures: Fixed<TlsLabels, Counter>,
 }
 
 impl Admission {
-    pub fn new(limit: usize) -> Arc<Admission> {
-        let (timeouts, timeouts_family) = fixed(PHASES, |phase| PhaseLabels { phase });
-        let (refused, refused_family) = fixed(REFUSALS, |reason| RefusalLabels { reason });
-        let (tls_failures, tls_family) = fixed(TLS_FAILURES, |reason| TlsLabels { reason });
+    /// At most `limit` open sockets; the families go into `registry`.
+    pub fn new(limit: usize, registry: &mut Registry) -> Arc<Admission> {
+        let limit = limit.max(1);
+        let (tls_failures, f) = fixed(TLS_FAILURES, |reason| TlsLabels { reason });
+        registry.register(
+            counter_name(crate::TLS_HANDSHAKE_FAILURES),
+            "TLS handshakes that failed: timeout (no complete handshake in time), not_tls \
+             (plain HTTP or other bytes sent to the TLS port), error (the handshake failed)",
+            f,
+        );
+        let open = Gauge::default();
+        registry.register(
+            crate::HTTP_CONNECTIONS_OPEN,
+            "Open HTTP and WebSocket sockets",
+            open.clone(),
+        );
+        let cap: Gauge = Gauge::default();
+        cap.set(i64::try_from(limit).unwrap_or(i64::MAX));
+        registry.register(
+            crate::HTTP_CONNECTIONS_LIMIT,
+            "Cap on open sockets (http_server.max_connections)",
+            cap,
+        );
+        let (timeouts, f) = fixed(PHASES, |phase| PhaseLabels { phase });
+        registry.register(
+            counter_name(crate::HTTP_TIMEOUTS),
+            "Connections closed by a timeout: header (read_header_timeout), \
+             idle (idle_timeout), tls (tls_handshake_timeout)",
+            f,
+        );
+        let (refused, f) = fixed(REFUSALS, |reason| RefusalLabels { reason });
+        registry.register(
+            counter_name(crate::HTTP_REFUSED),
+            "Connections answered 503 and closed at accept: max_connections \
+             (the cap was reached), no_descriptors (accept ran out of file descriptors)",
+            f,
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            counter_name(crate::HTTP_ACCEPT_ERRORS),
+            "Failed accept calls (the pending connection could not be taken)",
+            accept_errors.clone(),
+        );
         Arc::new(Admission {
-            limit: limit.max(1),
-            open: Gauge::default(),
+            limit,
+            open,
             timeouts,
             refused,
-            accept_errors: Counter::default(),
+            accept_errors,
             tls_failures,
-            families: Mutex::new(Some(Families {
-                timeouts: timeouts_family,
-                refused: refused_family,
-                tls_failures: tls_family,
-            })),
         })
     }
 
@@ -195,54 +220,6 @@ impl Admission {
         if let Some(c) = self.tls_failures.get(why as usize) {
             c.inc();
         }
-    }
-
-    /// Adds the HTTP front's families to `registry` (once; later calls add
-    /// nothing).
-    pub fn register(&self, registry: &mut Registry) {
-        let Some(f) = self
-            .families
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        registry.register(
-            counter_name(crate::TLS_HANDSHAKE_FAILURES),
-            "TLS handshakes that failed: timeout (no complete handshake in time), not_tls \
-             (plain HTTP or other bytes sent to the TLS port), error (the handshake failed)",
-            f.tls_failures,
-        );
-        registry.register(
-            crate::HTTP_CONNECTIONS_OPEN,
-            "Open HTTP and WebSocket sockets",
-            self.open.clone(),
-        );
-        let limit: Gauge = Gauge::default();
-        limit.set(i64::try_from(self.limit).unwrap_or(i64::MAX));
-        registry.register(
-            crate::HTTP_CONNECTIONS_LIMIT,
-            "Cap on open sockets (http_server.max_connections)",
-            limit,
-        );
-        registry.register(
-            counter_name(crate::HTTP_TIMEOUTS),
-            "Connections closed by a timeout: header (read_header_timeout), \
-             idle (idle_timeout), tls (tls_handshake_timeout)",
-            f.timeouts,
-        );
-        registry.register(
-            counter_name(crate::HTTP_REFUSED),
-            "Connections answered 503 and closed at accept: max_connections \
-             (the cap was reached), no_descriptors (accept ran out of file descriptors)",
-            f.refused,
-        );
-        registry.register(
-            counter_name(crate::HTTP_ACCEPT_ERRORS),
-            "Failed accept calls (the pending connection could not be taken)",
-            self.accept_errors.clone(),
-        );
     }
 }
 
@@ -387,5 +364,55 @@ impl ShedLog {
         self.no_fd = 0;
         self.errors = 0;
         self.last_error.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(r: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut s, r).unwrap();
+        s
+    }
+
+    #[test]
+    fn the_http_front_families_render_under_their_names() {
+        let mut r = Registry::default();
+        let a = Admission::new(2, &mut r);
+        let p1 = a.try_admit().unwrap();
+        let _p2 = a.try_admit().unwrap();
+        assert!(a.try_admit().is_none(), "over the cap");
+        a.count_timeout(Phase::Idle);
+        a.count_timeout(Phase::Tls);
+        a.count_refused(Refusal::NoDescriptors);
+        a.count_accept_error();
+        a.count_tls_failure(TlsFailure::NotTls);
+        let t = render(&r);
+        let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "wshub_tls_handshake_failures_total{reason=\"timeout\"} 0",
+                "wshub_tls_handshake_failures_total{reason=\"not_tls\"} 1",
+                "wshub_tls_handshake_failures_total{reason=\"error\"} 0",
+                "wshub_http_connections_open 2",
+                "wshub_http_connections_limit 2",
+                "wshub_http_timeouts_total{phase=\"header\"} 0",
+                "wshub_http_timeouts_total{phase=\"idle\"} 1",
+                "wshub_http_timeouts_total{phase=\"tls\"} 1",
+                "wshub_http_connections_refused_total{reason=\"max_connections\"} 0",
+                "wshub_http_connections_refused_total{reason=\"no_descriptors\"} 1",
+                "wshub_http_accept_errors_total 1",
+            ],
+            "{t}"
+        );
+        assert!(t.contains("# TYPE wshub_http_timeouts_total counter\n"));
+        assert!(t.contains("# TYPE wshub_http_connections_open gauge\n"));
+        assert!(!t.contains("..\n"), "{t}");
+        drop(p1);
+        assert_eq!(a.open(), 1);
+        assert!(render(&r).contains("\nwshub_http_connections_open 1\n"));
     }
 }

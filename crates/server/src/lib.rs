@@ -220,8 +220,9 @@ impl Server {
             node.set_name(format!("{}_{}", node.name(), a.port()));
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let admission = Admission::new(max_connections);
-        node.metrics().register(|r| admission.register(r));
+        let admission = node
+            .metrics()
+            .register(|r| Admission::new(max_connections, r));
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
