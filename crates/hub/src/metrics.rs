@@ -13,9 +13,11 @@
 //! calls by operation.
 //!
 //! Rendering (a `/metrics` scrape, [`Metrics::render`]) writes the
-//! Prometheus text format 0.0.4 ([`CONTENT_TYPE`]) under a lock of the
-//! registry that only scrapes and registrations take: a scrape never
-//! blocks a command.
+//! Prometheus text format 0.0.4 ([`CONTENT_TYPE`]; not OpenMetrics, so no
+//! `# EOF`, and counter families keep their `_total` name in `# HELP` and
+//! `# TYPE`) under a lock of the registry that only scrapes and
+//! registrations take: a scrape never blocks a command. Bucket bounds are
+//! written as Prometheus' Go client writes them (`le="5e-05"`, `le="1"`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -1241,9 +1243,6 @@ mod tests {
             channels: 3,
             subscriptions: 2,
         });
-        if std::env::var_os("WSHUB_SHOW_METRICS").is_some() {
-            println!("{t}");
-        }
         for line in [
             "wshub_node_num_clients 5",
             "wshub_node_num_users 4",
