@@ -618,8 +618,7 @@ pub fn decode<'a>(
 /// Cancel safety: not cancel safe (a publish may be done or not).
 pub async fn call(node: &Arc<Node>, method: &str, body: &[u8]) -> Result<Answer, ApiError> {
     if let Some(m) = method_name(method) {
-        node.metrics()
-            .inc(Node::API_CALLS, format!("method=\"{m}\""));
+        node.metrics().api_call(m);
     }
     let limits = ApiLimits::from_config(&node.config().http_api);
     let req = decode(method, body, &limits)?;

@@ -51,8 +51,8 @@ pub(crate) enum Work {
         offset: u64,
         /// Only to subscribers that asked for join/leave pushes.
         join_leave: bool,
-        /// Index into `PUSH_KINDS`.
-        kind: usize,
+        /// What kind of push, for the metrics.
+        kind: crate::metrics::PushKind,
         /// The publication's broker time (Unix ms; 0: none), for the
         /// delivery latency observed when the last job is done.
         time_ms: u64,
@@ -439,11 +439,7 @@ fn run(node: &Node, job: Job, direct: bool) {
                 }
             }
             let m = node.metrics();
-            m.deliveries.fetch_add(delivered, Ordering::Relaxed);
-            if let (Some(n), Some(b)) = (m.pushes_sent.get(*kind), m.push_bytes_sent.get(*kind)) {
-                n.fetch_add(delivered, Ordering::Relaxed);
-                b.fetch_add(bytes, Ordering::Relaxed);
-            }
+            m.count_pushes(*kind, delivered, bytes);
         }
         Work::Gap => {
             for s in job.chunk.subscribers() {
@@ -460,9 +456,7 @@ fn run(node: &Node, job: Job, direct: bool) {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as u64);
                 let took = now_us.saturating_sub(time_ms.saturating_mul(1000));
-                node.metrics()
-                    .delivery_latency
-                    .observe(Duration::from_micros(took));
+                node.metrics().observe_delivery(Duration::from_micros(took));
             }
         }
     }
@@ -549,7 +543,7 @@ mod tests {
             assert_eq!(offsets(h), want, "{}", h.id());
         }
         let expected = N * (subs.len() as u64 + 1);
-        assert_eq!(node.metrics().deliveries.load(Ordering::Relaxed), expected);
+        assert_eq!(node.metrics().deliveries(), expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,7 +597,7 @@ mod tests {
                 frames: [Some(frame), None],
                 offset,
                 join_leave: false,
-                kind: 0,
+                kind: crate::metrics::PushKind::Publication,
                 time_ms: 0,
             };
             fanout.dispatch(&node, "c", 7, &snapshot, work);
@@ -639,7 +633,7 @@ mod tests {
             frames: [Some(frame), None],
             offset: 1,
             join_leave: false,
-            kind: 0,
+            kind: crate::metrics::PushKind::Publication,
             time_ms: 0,
         };
         node.fanout().dispatch(&node, "r", 1, &before, work);

@@ -27,8 +27,10 @@
 //!   transport adapter ([`session::TransportInfo`]) only moves bytes.
 //! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
 //! - [`limits`]: token buckets and the per-IP connection table.
-//! - [`metrics`]: lock-free histograms and counters, and the broker wrapper
-//!   that counts failed broker calls.
+//! - [`metrics`]: the node's metrics on `prometheus-client` — one registry
+//!   per node, typed label sets, handles resolved at start so that recording
+//!   is an atomic add (no lock, no lookup, no allocation), lock-free
+//!   histograms — and the broker wrapper that counts failed broker calls.
 //! - [`auth`], [`broker`]: tokens and brokers.
 //!
 //! The configuration is typed options from `wshub-config` ([`wshub_config::Config`]);

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::metrics::ClientLimit;
 use wshub_config::Config;
 
 /// Counter of refused or disconnected clients, labeled `limit="..."`.
@@ -91,11 +92,11 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `limit` label of [`LIMIT_EXCEEDED`].
-    pub fn label(self) -> &'static str {
+    pub fn limit(self) -> ClientLimit {
         match self {
-            Refusal::ConnectionsPerIp => "limit=\"connections_per_ip\"",
-            Refusal::ConnectRatePerIp => "limit=\"connect_rate_per_ip\"",
-            Refusal::ConnectionRate => "limit=\"connection_rate\"",
+            Refusal::ConnectionsPerIp => ClientLimit::ConnectionsPerIp,
+            Refusal::ConnectRatePerIp => ClientLimit::ConnectRatePerIp,
+            Refusal::ConnectionRate => ClientLimit::ConnectionRate,
         }
     }
 }

@@ -5,12 +5,12 @@
 //! every subscriber.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wshub_protocol::{encode_push_reply, Encoding, Method, Push};
+use wshub_protocol::{encode_push_reply, Encoding, Push};
 
 use crate::auth::{VerifierError, Verifiers};
 use crate::broker::{
@@ -20,111 +20,10 @@ use crate::broker::{
 use crate::cluster::{ControlMessage, SurveyOp, SurveyReply, SurveyRequest, UserControl};
 use crate::fanout::{Fanout, Work};
 use crate::hub::{Advance, Control, Hub, JoinLeave, Snapshot};
-use crate::metrics::{
-    method_index, BrokerErrors, Histogram, MeteredBroker, BROKER_OPS, ENCODINGS, METHODS,
-    PUSH_KINDS,
-};
+use crate::metrics::{MeteredBroker, NodeCounts, PushKind, SurveyKind};
 use wshub_config::Config;
 
-/// Counters and gauges of a node, rendered in the Prometheus text format.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Connections accepted (total).
-    pub connections_accepted: AtomicU64,
-    /// Slow-consumer disconnects (total).
-    pub slow_disconnects: AtomicU64,
-    /// Publications fanned out to local clients (total deliveries).
-    pub deliveries: AtomicU64,
-    /// Pushes queued to subscribers by kind (index into [`PUSH_KINDS`]).
-    pub pushes_sent: [AtomicU64; PUSH_KINDS.len()],
-    /// Bytes of the pushes queued to subscribers by kind (frames as queued).
-    pub push_bytes_sent: [AtomicU64; PUSH_KINDS.len()],
-    /// WebSocket messages received by encoding (index into [`ENCODINGS`]).
-    pub messages_received: [AtomicU64; ENCODINGS.len()],
-    /// Payload bytes of the WebSocket messages received by encoding.
-    pub bytes_received: [AtomicU64; ENCODINGS.len()],
-    /// Frames written to clients (replies, pushes, pings) by encoding.
-    pub messages_sent: [AtomicU64; ENCODINGS.len()],
-    /// Bytes of the frames written to clients by encoding.
-    pub bytes_sent: [AtomicU64; ENCODINGS.len()],
-    /// Connections closed because no pong came in time (3012).
-    pub heartbeat_failures: AtomicU64,
-    /// Command handling time by method (index from [`method_index`]; the
-    /// last slot is for methods not listed in [`METHODS`]).
-    pub command_latency: [Histogram; METHODS.len() + 1],
-    /// Time from the broker's publish (the publication's `time`, Unix
-    /// milliseconds, so resolution 1 ms) to the frame being queued for the
-    /// last local subscriber; one observation per publication fanned out.
-    pub delivery_latency: Histogram,
-    /// Failed broker calls by operation.
-    pub broker_errors: Arc<BrokerErrors>,
-    /// Times the broker reported that delivery stopped.
-    pub broker_interruptions: AtomicU64,
-    /// Times the broker reported that delivery is back.
-    pub broker_resumptions: AtomicU64,
-    /// 1 while the broker's delivery path works, 0 while interrupted.
-    pub broker_up: AtomicU64,
-    /// Gaps seen in channel streams (skipped offsets, a new epoch, a
-    /// position check that found the node behind); each one unsubscribes
-    /// the channel's local subscribers with 2500 so they recover.
-    pub stream_gaps: AtomicU64,
-    labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
-}
-
-/// The slot of a per-encoding pair (`[json, protobuf]`).
-fn by_encoding<T>(pair: &[T; 2], encoding: Encoding) -> &T {
-    let [json, binary] = pair;
-    if encoding.is_binary() {
-        binary
-    } else {
-        json
-    }
-}
-
-impl Metrics {
-    /// Adds 1 to a labeled counter (`name{label}`).
-    pub fn inc(&self, name: &'static str, label: impl Into<String>) {
-        let mut m = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((name, label.into())).or_default() += 1;
-    }
-
-    /// Adds `n` to a labeled counter.
-    pub fn add(&self, name: &'static str, label: impl Into<String>, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let mut m = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((name, label.into())).or_default() += n;
-    }
-
-    /// Records the handling time of one command.
-    pub fn observe_command(&self, method: Method, took: std::time::Duration) {
-        if let Some(h) = self.command_latency.get(method_index(method)) {
-            h.observe(took);
-        }
-    }
-
-    /// Counts one received WebSocket message of `len` bytes.
-    pub fn count_received(&self, encoding: Encoding, len: usize) {
-        by_encoding(&self.messages_received, encoding).fetch_add(1, Ordering::Relaxed);
-        by_encoding(&self.bytes_received, encoding).fetch_add(len as u64, Ordering::Relaxed);
-    }
-
-    /// Counts `frames` written frames totalling `bytes`.
-    pub fn count_sent(&self, encoding: Encoding, frames: u64, bytes: u64) {
-        if frames == 0 {
-            return;
-        }
-        by_encoding(&self.messages_sent, encoding).fetch_add(frames, Ordering::Relaxed);
-        by_encoding(&self.bytes_sent, encoding).fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// A labeled counter's value (0 when never incremented).
-    pub fn get(&self, name: &'static str, label: &str) -> u64 {
-        let m = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&(name, label.to_owned())).copied().unwrap_or(0)
-    }
-}
+pub use crate::metrics::Metrics;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -256,10 +155,7 @@ impl BrokerEventHandler for Handler {
                 reason,
                 "broker delivery interrupted"
             );
-            node.metrics
-                .broker_interruptions
-                .fetch_add(1, Ordering::Relaxed);
-            node.metrics.broker_up.store(0, Ordering::Relaxed);
+            node.metrics.broker_interrupted();
         }
     }
 
@@ -269,10 +165,7 @@ impl BrokerEventHandler for Handler {
                 broker = node.broker.name(),
                 "broker delivery resumed; checking channel positions"
             );
-            node.metrics
-                .broker_resumptions
-                .fetch_add(1, Ordering::Relaxed);
-            node.metrics.broker_up.store(1, Ordering::Relaxed);
+            node.metrics.broker_resumed();
             let weak = self.0.clone();
             tokio::spawn(async move {
                 if let Some(node) = weak.upgrade() {
@@ -330,7 +223,7 @@ impl Node {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         // Every broker call goes through the wrapper, which counts failures.
         let broker: Arc<dyn Broker> =
-            Arc::new(MeteredBroker::new(broker, metrics.broker_errors.clone()));
+            Arc::new(MeteredBroker::new(broker, metrics.broker_errors().clone()));
         let node = Arc::new(Node {
             config: Arc::new(config),
             broker,
@@ -345,7 +238,6 @@ impl Node {
             survey_answers: AtomicUsize::new(0),
             api_body_budget: Arc::new(tokio::sync::Semaphore::new(api_budget)),
         });
-        node.metrics.broker_up.store(1, Ordering::Relaxed);
         node.fanout.start(Arc::downgrade(&node));
         node.broker
             .start(Arc::new(Handler(Arc::downgrade(&node))))
@@ -512,11 +404,8 @@ impl Node {
         .await;
         if !matches!(sent, Ok(Ok(()))) {
             tracing::warn!("channels: cannot ask the other nodes; answering for this node");
-            self.metrics.add(
-                Node::SURVEY_TIMEOUTS,
-                "op=\"channels\"",
-                others.len() as u64,
-            );
+            self.metrics
+                .survey_timeouts(SurveyKind::Channels, others.len() as u64);
             return merged;
         }
         // Per node: parts received and the number of parts (known from the last).
@@ -545,11 +434,8 @@ impl Node {
                 nodes = ?waiting,
                 "channels: nodes did not answer in time; left out"
             );
-            self.metrics.add(
-                Node::SURVEY_TIMEOUTS,
-                "op=\"channels\"",
-                waiting.len() as u64,
-            );
+            self.metrics
+                .survey_timeouts(SurveyKind::Channels, waiting.len() as u64);
         }
         merged
     }
@@ -615,7 +501,7 @@ impl Node {
             }
             None => 0,
         };
-        self.metrics.stream_gaps.fetch_add(1, Ordering::Relaxed);
+        self.metrics.stream_gap();
         tracing::info!(
             channel,
             offset = position.offset,
@@ -742,15 +628,14 @@ impl Node {
         if frames.iter().all(Option::is_none) {
             return;
         }
-        // Index into PUSH_KINDS.
         let kind = if push.publication.is_some() {
-            0
+            PushKind::Publication
         } else if push.join.is_some() {
-            1
+            PushKind::Join
         } else if push.leave.is_some() {
-            2
+            PushKind::Leave
         } else {
-            3
+            PushKind::Other
         };
         let work = Work::Push {
             frames,
@@ -802,214 +687,24 @@ impl Node {
         }
     }
 
-    /// Prometheus text exposition of the node's metrics.
+    /// Prometheus text exposition of the node's metrics (format 0.0.4,
+    /// [`crate::metrics::CONTENT_TYPE`]), with what other crates added
+    /// through [`Metrics::register`].
     pub fn metrics_text(&self) -> String {
-        use std::fmt::Write;
-        let m = &self.metrics;
-        let (channels, subs) = self.hub.counts();
+        let (channels, subscriptions) = self.hub.counts();
         let (clients, users) = self.hub.client_counts();
-        let mut s = String::new();
-        let gauge = |s: &mut String, name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        gauge(
-            &mut s,
-            "wshub_node_num_clients",
-            "Client connections open.",
-            "gauge",
-            clients as u64,
-        );
-        gauge(
-            &mut s,
-            "wshub_node_num_users",
-            "Distinct users connected.",
-            "gauge",
-            users as u64,
-        );
-        gauge(
-            &mut s,
-            "wshub_node_num_channels",
-            "Channels with local subscribers.",
-            "gauge",
-            channels as u64,
-        );
-        gauge(
-            &mut s,
-            "wshub_node_num_subscriptions",
-            "Client subscriptions.",
-            "gauge",
-            subs as u64,
-        );
-        gauge(
-            &mut s,
-            "wshub_client_connections_accepted_total",
-            "Connections accepted.",
-            "counter",
-            m.connections_accepted.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_client_slow_disconnects_total",
-            "Clients disconnected as slow consumers (3008).",
-            "counter",
-            m.slow_disconnects.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_node_deliveries_total",
-            "Pushes queued to local clients.",
-            "counter",
-            m.deliveries.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_client_heartbeat_failures_total",
-            "Connections closed because no pong came within client.pong_timeout (3012).",
-            "counter",
-            m.heartbeat_failures.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_broker_up",
-            "1 while the broker delivers, 0 while its delivery is interrupted.",
-            "gauge",
-            m.broker_up.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_broker_interruptions_total",
-            "Times the broker's delivery stopped (connection lost or probe unanswered).",
-            "counter",
-            m.broker_interruptions.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_broker_resumptions_total",
-            "Times the broker's delivery came back (reconnected and resubscribed).",
-            "counter",
-            m.broker_resumptions.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "wshub_node_stream_gaps_total",
-            "Channel stream gaps seen; the channel's subscribers were told to recover (2500).",
-            "counter",
-            m.stream_gaps.load(Ordering::Relaxed),
-        );
-        let family = |s: &mut String, name: &str, help: &str, kind: &str| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        let by = |s: &mut String, name: &str, label: &str, keys: &[&str], vals: &[AtomicU64]| {
-            for (k, v) in keys.iter().zip(vals) {
-                let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {}", v.load(Ordering::Relaxed));
-            }
-        };
-        family(
-            &mut s,
-            Node::MESSAGES_SENT,
-            "Pushes queued to subscribers by type.",
-            "counter",
-        );
-        by(
-            &mut s,
-            Node::MESSAGES_SENT,
-            "type",
-            &PUSH_KINDS,
-            &m.pushes_sent,
-        );
-        let name = "wshub_node_push_bytes_sent_total";
-        family(
-            &mut s,
-            name,
-            "Bytes of the pushes queued to subscribers by type (one frame per subscriber).",
-            "counter",
-        );
-        by(&mut s, name, "type", &PUSH_KINDS, &m.push_bytes_sent);
-        for (name, help, vals) in [
-            (
-                "wshub_transport_messages_received_total",
-                "WebSocket messages received from clients by encoding.",
-                &m.messages_received,
-            ),
-            (
-                "wshub_transport_bytes_received_total",
-                "Payload bytes of the WebSocket messages received from clients by encoding.",
-                &m.bytes_received,
-            ),
-            (
-                "wshub_transport_messages_sent_total",
-                "Frames written to clients (replies, pushes, pings) by encoding.",
-                &m.messages_sent,
-            ),
-            (
-                "wshub_transport_bytes_sent_total",
-                "Bytes of the frames written to clients by encoding.",
-                &m.bytes_sent,
-            ),
-        ] {
-            family(&mut s, name, help, "counter");
-            by(&mut s, name, "encoding", &ENCODINGS, vals);
-        }
-        let name = "wshub_broker_errors_total";
-        family(&mut s, name, "Failed broker calls by operation.", "counter");
-        by(&mut s, name, "op", &BROKER_OPS, &m.broker_errors.0);
-        let name = "wshub_client_command_duration_seconds";
-        family(
-            &mut s,
-            name,
-            "Time to handle a client command, by method.",
-            "histogram",
-        );
-        for (i, h) in m.command_latency.iter().enumerate() {
-            let method = METHODS.get(i).map_or("other", |m| m.as_str());
-            if h.count() > 0 || i < METHODS.len() {
-                h.render(&mut s, name, &format!("method=\"{method}\""));
-            }
-        }
-        gauge(
-            &mut s,
-            "wshub_node_fanout_queued_jobs",
-            "Fan-out jobs (one chunk of subscribers each) queued or running on the workers.",
-            "gauge",
-            self.fanout.queued_jobs() as u64,
-        );
-        gauge(
-            &mut s,
-            "wshub_node_fanout_caller_jobs_total",
-            "Fan-out jobs run by the broker's delivery task because a worker's queue was full.",
-            "counter",
-            self.fanout.caller_jobs(),
-        );
-        gauge(
-            &mut s,
-            "wshub_node_join_leave_muted_total",
-            "Join/leave events not pushed: the channel had more local subscribers than \
-             join_leave_max_subscribers.",
-            "counter",
-            self.fanout.join_leave_muted(),
-        );
-        let name = "wshub_node_publication_delivery_latency_seconds";
-        family(
-            &mut s,
-            name,
-            "Time from the broker's publish to the publication being queued for the last local \
-             subscriber (1 ms resolution).",
-            "histogram",
-        );
-        m.delivery_latency.render(&mut s, name, "");
-        let labeled = m.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = "";
-        for ((name, label), v) in labeled.iter() {
-            if *name != last {
-                let _ = writeln!(s, "# TYPE {name} counter");
-                last = name;
-            }
-            let _ = writeln!(s, "{name}{{{label}}} {v}");
-        }
-        s
+        self.metrics.render(NodeCounts {
+            clients,
+            users,
+            channels,
+            subscriptions,
+            fanout_queued_jobs: self.fanout.queued_jobs(),
+            fanout_caller_jobs: self.fanout.caller_jobs(),
+            join_leave_muted: self.fanout.join_leave_muted(),
+        })
     }
 
-    /// Metric names used with [`Metrics::inc`].
+    /// Client commands by method (the names of the node's metrics).
     pub const COMMANDS: &'static str = "wshub_client_commands_total";
     /// Disconnects by code.
     pub const DISCONNECTS: &'static str = "wshub_client_disconnects_total";

@@ -27,7 +27,6 @@
 //! States: connecting (only `connect` is accepted) → connected → closed.
 //! A protocol violation ends the session with a [`Disconnect`].
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +44,8 @@ use crate::broker::{
     self, recover, HistoryFilter, HistoryOptions, PublishOptions, RecoverOptions, StreamPosition,
 };
 use crate::hub::{ClientHandle, Control, Subscriber};
-use crate::limits::{TokenBucket, LIMIT_EXCEEDED, SUBSCRIPTIONS_EXPIRED};
+use crate::limits::TokenBucket;
+use crate::metrics::ClientLimit;
 use crate::node::{random_id, to_proto_info, to_proto_publication, Node};
 use wshub_config::{channel_options, ChannelError, ChannelOptions};
 
@@ -295,9 +295,7 @@ impl Session {
         let l = &node.config().limits;
         let commands = (l.commands_per_second > 0)
             .then(|| TokenBucket::new(l.commands_per_second, l.commands_burst, Instant::now()));
-        node.metrics()
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
+        node.metrics().connection_accepted();
         Session {
             node,
             handle,
@@ -422,10 +420,7 @@ impl Session {
             return Err(DisconnectCode::SHUTDOWN.to_disconnect());
         }
         if due(self.timers.pong_deadline) {
-            self.node
-                .metrics()
-                .heartbeat_failures
-                .fetch_add(1, Ordering::Relaxed);
+            self.node.metrics().heartbeat_failure();
             return Err(DisconnectCode::NO_PONG.to_disconnect());
         }
         if self.state == State::Connecting {
@@ -595,11 +590,11 @@ impl Session {
         }
         self.refused_in_a_row += 1;
         let metrics = self.node.metrics();
-        metrics.inc(LIMIT_EXCEEDED, "limit=\"commands_per_second\"");
+        metrics.limit_exceeded(ClientLimit::CommandsPerSecond);
         let flood = self.node.config().limits.command_flood_disconnect;
         if flood > 0 && self.refused_in_a_row >= flood {
             tracing::debug!(client = %self.client_id(), "command flood: disconnecting");
-            metrics.inc(LIMIT_EXCEEDED, "limit=\"command_flood\"");
+            metrics.limit_exceeded(ClientLimit::CommandFlood);
             return Err(DisconnectCode::TOO_MANY_REQUESTS.to_disconnect());
         }
         if self.refused_in_a_row == 1 {
@@ -623,10 +618,7 @@ impl Session {
             }
             return Err(bad_request());
         };
-        self.node.metrics().inc(
-            Node::COMMANDS,
-            format!("method=\"{}\"", req.method().as_str()),
-        );
+        self.node.metrics().command(req.method());
         if self.state == State::Closed {
             return Err(DisconnectCode::CONNECTION_CLOSED.to_disconnect());
         }
@@ -1341,9 +1333,7 @@ impl Session {
         for channel in &due {
             tracing::debug!(client = %self.client_id(), %channel, "subscription expired");
             self.leave(channel).await;
-            self.node
-                .metrics()
-                .inc(SUBSCRIPTIONS_EXPIRED, "code=\"2501\"");
+            self.node.metrics().subscription_expired();
             let push = wshub_protocol::Push::unsubscribe(
                 channel.clone(),
                 UnsubscribeCode::EXPIRED.to_unsubscribe(),
@@ -1386,16 +1376,10 @@ impl Session {
         if self.handle.is_slow() {
             // Counted here, once per client, whichever push overflowed its
             // queue (a fan-out, a reply, an action from the node).
-            self.node
-                .metrics()
-                .slow_disconnects
-                .fetch_add(1, Ordering::Relaxed);
+            self.node.metrics().slow_disconnect();
         }
-        let label = match reason {
-            Some(d) => format!("code=\"{}\"", d.code),
-            None => "code=\"3000\"".to_owned(),
-        };
-        self.node.metrics().inc(Node::DISCONNECTS, label);
+        let code = reason.map_or(DisconnectCode::CONNECTION_CLOSED.0, |d| d.code);
+        self.node.metrics().disconnect(code);
     }
 }
 
@@ -1585,7 +1569,7 @@ mod tests {
         assert_eq!(d.code, 3013);
         assert_eq!(
             node.metrics()
-                .get(LIMIT_EXCEEDED, "limit=\"commands_per_second\""),
+                .limit_exceeded_count(ClientLimit::CommandsPerSecond),
             3
         );
         s.close(Some(&d)).await;

@@ -13,9 +13,14 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use wshub_hub::metrics::{counter_name, fixed};
 
 /// The answer to a connection over the cap (or shed for lack of
 /// descriptors). HTTP/1.1 so that WebSocket clients report the status.
@@ -24,7 +29,7 @@ Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver at capac
 
 /// Phases whose timeouts are counted (`phase` label of
 /// [`HTTP_TIMEOUTS`](crate::HTTP_TIMEOUTS)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Phase {
     /// No complete request line and headers in time.
     Header = 0,
@@ -34,11 +39,21 @@ pub(crate) enum Phase {
     Tls = 2,
 }
 
-const PHASES: [&str; 3] = ["header", "idle", "tls"];
+const PHASES: [Phase; 3] = [Phase::Header, Phase::Idle, Phase::Tls];
+
+impl EncodeLabelValue for Phase {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            Phase::Header => "header",
+            Phase::Idle => "idle",
+            Phase::Tls => "tls",
+        })
+    }
+}
 
 /// Why a connection was refused (`reason` label of
 /// [`HTTP_REFUSED`](crate::HTTP_REFUSED)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Refusal {
     /// The node holds `http_server.max_connections` sockets.
     MaxConnections = 0,
@@ -47,26 +62,120 @@ pub(crate) enum Refusal {
     NoDescriptors = 1,
 }
 
-const REFUSALS: [&str; 2] = ["max_connections", "no_descriptors"];
+const REFUSALS: [Refusal; 2] = [Refusal::MaxConnections, Refusal::NoDescriptors];
 
-/// The node's open sockets and the counters of the HTTP front.
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::NoDescriptors => "no_descriptors",
+        })
+    }
+}
+
+/// Why a TLS handshake failed (`reason` label of
+/// [`TLS_HANDSHAKE_FAILURES`](crate::TLS_HANDSHAKE_FAILURES)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TlsFailure {
+    /// No complete handshake in time.
+    Timeout = 0,
+    /// Plain HTTP or other bytes sent to the TLS port.
+    NotTls = 1,
+    /// The handshake itself failed.
+    Error = 2,
+}
+
+const TLS_FAILURES: [TlsFailure; 3] = [TlsFailure::Timeout, TlsFailure::NotTls, TlsFailure::Error];
+
+impl EncodeLabelValue for TlsFailure {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::Error => "error",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: Refusal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsLabels {
+    reason: TlsFailure,
+}
+
+/// The node's open sockets and the counters of the HTTP front (their
+/// families in the node's registry; counting is an atomic add on a handle
+/// kept here).
 #[derive(Debug)]
 pub(crate) struct Admission {
     limit: usize,
-    open: AtomicUsize,
-    timeouts: [AtomicU64; PHASES.len()],
-    refused: [AtomicU64; REFUSALS.len()],
-    accept_errors: AtomicU64,
+    open: Gauge,
+    timeouts: [Counter; PHASES.len()],
+    refused: [Counter; REFUSALS.len()],
+    accept_errors: Counter,
+    tls_failures: [Counter; TLS_FAILURES.len()],
 }
 
 impl Admission {
-    pub fn new(limit: usize) -> Arc<Admission> {
+    /// At most `limit` open sockets; the families go into `registry`.
+    pub fn new(limit: usize, registry: &mut Registry) -> Arc<Admission> {
+        let limit = limit.max(1);
+        let (tls_failures, f) = fixed(TLS_FAILURES, |reason| TlsLabels { reason });
+        registry.register(
+            counter_name(crate::TLS_HANDSHAKE_FAILURES),
+            "TLS handshakes that failed: timeout (no complete handshake in time), not_tls \
+             (plain HTTP or other bytes sent to the TLS port), error (the handshake failed)",
+            f,
+        );
+        let open = Gauge::default();
+        registry.register(
+            crate::HTTP_CONNECTIONS_OPEN,
+            "Open HTTP and WebSocket sockets",
+            open.clone(),
+        );
+        let cap: Gauge = Gauge::default();
+        cap.set(i64::try_from(limit).unwrap_or(i64::MAX));
+        registry.register(
+            crate::HTTP_CONNECTIONS_LIMIT,
+            "Cap on open sockets (http_server.max_connections)",
+            cap,
+        );
+        let (timeouts, f) = fixed(PHASES, |phase| PhaseLabels { phase });
+        registry.register(
+            counter_name(crate::HTTP_TIMEOUTS),
+            "Connections closed by a timeout: header (read_header_timeout), \
+             idle (idle_timeout), tls (tls_handshake_timeout)",
+            f,
+        );
+        let (refused, f) = fixed(REFUSALS, |reason| RefusalLabels { reason });
+        registry.register(
+            counter_name(crate::HTTP_REFUSED),
+            "Connections answered 503 and closed at accept: max_connections \
+             (the cap was reached), no_descriptors (accept ran out of file descriptors)",
+            f,
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            counter_name(crate::HTTP_ACCEPT_ERRORS),
+            "Failed accept calls (the pending connection could not be taken)",
+            accept_errors.clone(),
+        );
         Arc::new(Admission {
-            limit: limit.max(1),
-            open: AtomicUsize::new(0),
-            timeouts: Default::default(),
-            refused: Default::default(),
-            accept_errors: AtomicU64::new(0),
+            limit,
+            open,
+            timeouts,
+            refused,
+            accept_errors,
+            tls_failures,
         })
     }
 
@@ -77,85 +186,40 @@ impl Admission {
 
     /// Sockets open now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        usize::try_from(self.open.get()).unwrap_or(0)
     }
 
     /// A permit for one more socket, or `None` at the cap. Called from the
     /// accept loop only, so the check and the increment do not race with
     /// another admission (releases only lower the count).
     pub fn try_admit(self: &Arc<Self>) -> Option<SocketPermit> {
-        if self.open.load(Ordering::Relaxed) >= self.limit {
+        if self.open() >= self.limit {
             return None;
         }
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.open.inc();
         Some(SocketPermit(self.clone()))
     }
 
     pub fn count_timeout(&self, phase: Phase) {
         if let Some(c) = self.timeouts.get(phase as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.inc();
         }
     }
 
     pub fn count_refused(&self, why: Refusal) {
         if let Some(c) = self.refused.get(why as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.inc();
         }
     }
 
     pub fn count_accept_error(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        self.accept_errors.inc();
     }
 
-    /// Appends the HTTP front's metrics (Prometheus text).
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP {n} Open HTTP and WebSocket sockets.\n# TYPE {n} gauge\n{n} {}",
-            self.open(),
-            n = crate::HTTP_CONNECTIONS_OPEN
-        );
-        let _ = writeln!(
-            out,
-            "# HELP {n} Cap on open sockets (http_server.max_connections).\n\
-             # TYPE {n} gauge\n{n} {}",
-            self.limit,
-            n = crate::HTTP_CONNECTIONS_LIMIT
-        );
-        let n = crate::HTTP_TIMEOUTS;
-        let _ = writeln!(
-            out,
-            "# HELP {n} Connections closed by a timeout: header (read_header_timeout), \
-             idle (idle_timeout), tls (tls_handshake_timeout).\n# TYPE {n} counter"
-        );
-        for (label, v) in PHASES.iter().zip(&self.timeouts) {
-            let _ = writeln!(
-                out,
-                "{n}{{phase=\"{label}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
+    pub fn count_tls_failure(&self, why: TlsFailure) {
+        if let Some(c) = self.tls_failures.get(why as usize) {
+            c.inc();
         }
-        let n = crate::HTTP_REFUSED;
-        let _ = writeln!(
-            out,
-            "# HELP {n} Connections answered 503 and closed at accept: max_connections \
-             (the cap was reached), no_descriptors (accept ran out of file descriptors).\n\
-             # TYPE {n} counter"
-        );
-        for (label, v) in REFUSALS.iter().zip(&self.refused) {
-            let _ = writeln!(
-                out,
-                "{n}{{reason=\"{label}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {n} Failed accept calls (the pending connection could not be taken).\n\
-             # TYPE {n} counter\n{n} {}",
-            self.accept_errors.load(Ordering::Relaxed),
-            n = crate::HTTP_ACCEPT_ERRORS
-        );
     }
 }
 
@@ -165,7 +229,7 @@ pub(crate) struct SocketPermit(Arc<Admission>);
 
 impl Drop for SocketPermit {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.dec();
     }
 }
 
@@ -300,5 +364,55 @@ impl ShedLog {
         self.no_fd = 0;
         self.errors = 0;
         self.last_error.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(r: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut s, r).unwrap();
+        s
+    }
+
+    #[test]
+    fn the_http_front_families_render_under_their_names() {
+        let mut r = Registry::default();
+        let a = Admission::new(2, &mut r);
+        let p1 = a.try_admit().unwrap();
+        let _p2 = a.try_admit().unwrap();
+        assert!(a.try_admit().is_none(), "over the cap");
+        a.count_timeout(Phase::Idle);
+        a.count_timeout(Phase::Tls);
+        a.count_refused(Refusal::NoDescriptors);
+        a.count_accept_error();
+        a.count_tls_failure(TlsFailure::NotTls);
+        let t = render(&r);
+        let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "wshub_tls_handshake_failures_total{reason=\"timeout\"} 0",
+                "wshub_tls_handshake_failures_total{reason=\"not_tls\"} 1",
+                "wshub_tls_handshake_failures_total{reason=\"error\"} 0",
+                "wshub_http_connections_open 2",
+                "wshub_http_connections_limit 2",
+                "wshub_http_timeouts_total{phase=\"header\"} 0",
+                "wshub_http_timeouts_total{phase=\"idle\"} 1",
+                "wshub_http_timeouts_total{phase=\"tls\"} 1",
+                "wshub_http_connections_refused_total{reason=\"max_connections\"} 0",
+                "wshub_http_connections_refused_total{reason=\"no_descriptors\"} 1",
+                "wshub_http_accept_errors_total 1",
+            ],
+            "{t}"
+        );
+        assert!(t.contains("# TYPE wshub_http_timeouts_total counter\n"));
+        assert!(t.contains("# TYPE wshub_http_connections_open gauge\n"));
+        assert!(!t.contains("..\n"), "{t}");
+        drop(p1);
+        assert_eq!(a.open(), 1);
+        assert!(render(&r).contains("\nwshub_http_connections_open 1\n"));
     }
 }

@@ -10,7 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use wshub_hub::api;
-use wshub_hub::limits::LIMIT_EXCEEDED;
+use wshub_hub::metrics::ApiLimit;
 use wshub_protocol::Encoding;
 use wshub_ws::ServerOptions;
 
@@ -67,9 +67,8 @@ pub(crate) async fn route(
             ),
         }
     } else if cfg.prometheus.enabled && path == metrics_path {
-        let mut text = shared.node.metrics_text();
-        shared.admission.render(&mut text);
-        full(StatusCode::OK, "text/plain; version=0.0.4", text)
+        let text = shared.node.metrics_text();
+        full(StatusCode::OK, wshub_hub::metrics::CONTENT_TYPE, text)
     } else if cfg.demo.enabled && req.method() == Method::GET {
         // The demo lives under its prefix and, for convenience, at `/`.
         static_file(path.strip_prefix(&demo_prefix).unwrap_or(&path))
@@ -166,8 +165,8 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
     {
         Ok(p) => p,
         Err(refusal) => {
-            tracing::debug!(peer = %peer.ip(), limit = refusal.label(), "websocket refused: limit");
-            shared.node.metrics().inc(LIMIT_EXCEEDED, refusal.label());
+            tracing::debug!(peer = %peer.ip(), limit = refusal.limit().as_str(), "websocket refused: limit");
+            shared.node.metrics().limit_exceeded(refusal.limit());
             let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many requests");
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -291,20 +290,15 @@ async fn read_api_body(
     let node = &shared.node;
     let limit = node.config().http_api.max_in_flight_body_size;
     let busy = || {
-        node.metrics().inc(
-            wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-            "limit=\"max_in_flight_body_size\"",
-        );
+        node.metrics()
+            .api_limit_exceeded(ApiLimit::MaxInFlightBodySize);
         api_error(&api::ApiError::busy(format!(
             "server busy: API request bodies in flight would pass \
              http_api.max_in_flight_body_size ({limit} bytes); retry later"
         )))
     };
     let too_large = || {
-        node.metrics().inc(
-            wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-            "limit=\"body_size\"",
-        );
+        node.metrics().api_limit_exceeded(ApiLimit::BodySize);
         full(
             StatusCode::PAYLOAD_TOO_LARGE,
             "text/plain; charset=utf-8",
@@ -342,10 +336,8 @@ async fn read_api_body(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(_) => {
-                node.metrics().inc(
-                    wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-                    "limit=\"request_body_timeout\"",
-                );
+                node.metrics()
+                    .api_limit_exceeded(ApiLimit::RequestBodyTimeout);
                 let mut r = text(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body not received within http_api.request_body_timeout",
@@ -419,10 +411,8 @@ async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> R
             Ok(b) => b,
             Err(e) => {
                 if e.kind == api::ApiErrorKind::TooLarge {
-                    node.metrics().inc(
-                        wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-                        "limit=\"max_batch_commands\"",
-                    );
+                    node.metrics()
+                        .api_limit_exceeded(ApiLimit::MaxBatchCommands);
                 }
                 return api_error(&e);
             }
@@ -436,10 +426,8 @@ async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> R
             match api::run_batch(&node, &body, &batch, &tx, write_timeout).await {
                 api::BatchOutcome::Done => {}
                 api::BatchOutcome::Stalled { ran } => {
-                    node.metrics().inc(
-                        wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-                        "limit=\"response_write_timeout\"",
-                    );
+                    node.metrics()
+                        .api_limit_exceeded(ApiLimit::ResponseWriteTimeout);
                     tracing::info!(
                         ran,
                         commands = batch.len(),
@@ -467,10 +455,8 @@ async fn api_route(shared: Arc<Shared>, req: Request<Incoming>, rest: &str) -> R
     match r {
         Err(e) if e.kind != api::ApiErrorKind::Reply => {
             if e.kind == api::ApiErrorKind::TooLarge {
-                node.metrics().inc(
-                    wshub_hub::node::Node::API_LIMIT_EXCEEDED,
-                    "limit=\"max_broadcast_channels\"",
-                );
+                node.metrics()
+                    .api_limit_exceeded(ApiLimit::MaxBroadcastChannels);
             }
             api_error(&e)
         }

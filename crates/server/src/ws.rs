@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
-use wshub_hub::limits::LIMIT_EXCEEDED;
+use wshub_hub::metrics::ClientLimit;
 use wshub_hub::node::Node;
 use wshub_hub::outbound::DirectWrite;
 use wshub_hub::session::{Session, TransportInfo};
@@ -141,7 +141,7 @@ pub(crate) async fn serve<S>(
                         if e.is_message_too_big() {
                             // The engine closed with 1009.
                             tracing::debug!(client = %session.client_id(), error = %e, "message size limit");
-                            node.metrics().inc(LIMIT_EXCEEDED, "limit=\"message_size\"");
+                            node.metrics().limit_exceeded(ClientLimit::MessageSize);
                         } else {
                             tracing::debug!(client = %session.client_id(), error = %e, "read failed");
                         }

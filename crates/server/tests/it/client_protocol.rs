@@ -480,13 +480,7 @@ async fn slow_consumer_is_disconnected_3008_and_counted() {
     let mut cut = false;
     for _ in 0..2000 {
         srv.api("publish", &big).await;
-        if srv
-            .node
-            .metrics()
-            .slow_disconnects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        {
+        if srv.node.metrics().slow_disconnects() > 0 {
             cut = true;
             break;
         }

@@ -405,18 +405,8 @@ async fn slow_consumer_is_cut_while_a_reading_client_keeps_up() {
         "x".repeat(64 * 1024)
     );
     let mut sent = 0;
-    let slow_before = srv
-        .node
-        .metrics()
-        .slow_disconnects
-        .load(std::sync::atomic::Ordering::Relaxed);
-    while srv
-        .node
-        .metrics()
-        .slow_disconnects
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == slow_before
-    {
+    let slow_before = srv.node.metrics().slow_disconnects();
+    while srv.node.metrics().slow_disconnects() == slow_before {
         assert!(sent < 2000, "never cut off");
         srv.api("publish", &big).await;
         sent += 1;

@@ -66,6 +66,27 @@ async fn metrics_expose_traffic_latency_and_failures() {
     assert!(p.publication.is_some(), "{p:?}");
 
     let m = scrape(&srv).await;
+    // The Prometheus text format, which every Prometheus version scrapes;
+    // the HTTP front's families come from the same registry, in one text.
+    let head = m
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        m.contains("\n# TYPE wshub_http_connections_open gauge\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\n# TYPE wshub_http_timeouts_total counter\n"),
+        "{m}"
+    );
+    assert!(value(&m, "wshub_http_connections_open") >= 1.0);
+    assert!(!m.contains("# EOF"), "not OpenMetrics:\n{m}");
     for series in [
         "wshub_node_num_clients",
         "wshub_node_num_channels",

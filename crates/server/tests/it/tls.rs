@@ -107,10 +107,13 @@ impl TlsServer {
         )
     }
 
+    /// The failure counter for `reason` as `/metrics` exposes it.
     fn failures(&self, reason: &str) -> u64 {
-        self.node
-            .metrics()
-            .get(TLS_HANDSHAKE_FAILURES, &format!("reason=\"{reason}\""))
+        let series = format!("{TLS_HANDSHAKE_FAILURES}{{reason=\"{reason}\"}} ");
+        let text = self.node.metrics_text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} not exposed:\n{text}"))
     }
 
     /// Waits (bounded) until the failure counter for `reason` reaches `n`.
