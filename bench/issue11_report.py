@@ -36,8 +36,8 @@ def main():
     iso = [f for f in ("isolation-alone", "isolation-memory", "isolation-redis") if f in by]
     if iso:
         out += ["", "### Small-channel isolation (`wshub bench isolation`)", "",
-                "| case | bin | small p50 | small p99 | small max | small delivered | big p50 | big p99 | big max | big delivered/expected | lost subscribers | load |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                "| case | bin | small p50 | small p99 | small max | small delivered | big p50 | big p99 | big max | big acked/published | big delivered/expected | lost subscribers | load |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for f in iso:
             for r in by[f]:
                 res = r["result"] or {}
@@ -47,7 +47,7 @@ def main():
                 out.append("| " + " | ".join(
                     [f.replace("isolation-", ""), r["bin"], *lat(s),
                      f"{s.get('deliveries', '-')}/{s.get('acknowledged', '-')}",
-                     *lat(b), big_ratio, str(b.get("errors", "-")) if b else "-", r["load"]]) + " |")
+                     *lat(b), f"{b.get('acknowledged')}/{b.get('published')}" if b else "-", big_ratio, str(b.get("errors", "-")) if b else "-", r["load"]]) + " |")
 
     if "fanout-sweep" in by:
         out += ["", "### Sustained fan-out (`wshub bench fanout --sweep`)", "",
@@ -84,7 +84,7 @@ def main():
                        "node-commands-alone", "node-commands-load") if f in by]
     if cmd:
         out += ["", f"### Command path: one connection, publish + presence round trips (100/s each; `-load`: beside {int(os.environ.get('SUBS', 10000)):,} subscribers x 50/s; `-scrape`: /metrics 10/s)", "",
-                "| case | bin | publish p50 | publish p99 | publish max | presence p50 | presence p99 | presence max | errors | scrapes | load |",
+                "| case | bin | publish p50 | publish p99 | publish max | presence p50 | presence p99 | presence max | errors | scrapes (n x size, ms) | load |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for f in cmd:
             for r in by[f]:
@@ -93,7 +93,8 @@ def main():
                 out.append("| " + " | ".join(
                     [f, r["bin"], *lat(res, "publish_us"), *lat(res, "presence_us"),
                      str(res.get("errors", "-")),
-                     f"{sc['scrapes']} ({sc['bytes_per_scrape']} B)" if isinstance(sc, dict) else "-",
+                     (f"{sc['scrapes']} x {sc['bytes_per_scrape']} B, p50 {ms(sc['scrape_us']['p50'])} max {ms(sc['scrape_us']['max'])}"
+                      if isinstance(sc, dict) else "-"),
                      r["load"]]) + " |")
 
     node = [f for f in ("node-isolation-alone", "node-isolation-load") if f in by]
