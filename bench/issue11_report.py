@@ -77,7 +77,7 @@ def main():
                 "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in by["memory-idle"]:
             res = r["result"] or {}
-            out.append(f"| {r['bin']} | {res.get('opened', '-'):,} | {res.get('processes')} | {res.get('rss_before_kib')} | "
+            out.append(f"| {r['bin']} | {res.get('opened', '-')} | {res.get('processes')} | {res.get('rss_before_kib')} | "
                        f"{res.get('rss_after_kib')} | **{res.get('bytes_per_connection')}** | {res.get('errors')} | {r['load']} |")
 
     cmd = [f for f in ("commands-alone", "commands-scrape", "commands-load", "commands-load-scrape",
