@@ -129,18 +129,27 @@ pub async fn open_subscribers(
 ) -> Result<usize> {
     let started = Instant::now();
     let mut last_print = Instant::now();
+    let give_up = |i: usize| {
+        eprintln!(
+            "gave up: {i}/{n} subscribers of {channel} open after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(i)
+    };
     for i in 0..n {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            eprintln!(
-                "gave up: {i}/{n} subscribers of {channel} open after {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(i);
-        }
         let url = urls.get(i % urls.len().max(1)).context("no --url")?;
-        let ws = session(url, Some(channel))
-            .await
-            .with_context(|| format!("subscriber {i}"))?;
+        let opening = session(url, Some(channel));
+        let ws = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, opening).await {
+                    Ok(ws) => ws,
+                    Err(_) => return give_up(i),
+                }
+            }
+            None => opening.await,
+        }
+        .with_context(|| format!("subscriber {i}"))?;
         spawn_subscriber(ws, rec.clone());
         if last_print.elapsed() >= Duration::from_secs(1) {
             eprintln!("opened {}/{n} subscribers of {channel}", i + 1);
@@ -547,9 +556,13 @@ pub async fn isolation(a: IsolationArgs) -> Result<()> {
                 }))
             })?
     };
-    ready_rx
-        .recv()
-        .map_err(|_| anyhow::anyhow!("the small channel's thread failed to start"))?;
+    if ready_rx.recv().is_err() {
+        // The thread ended before it was ready: its error says why.
+        return match small.join() {
+            Ok(Err(e)) => Err(e),
+            _ => bail!("the small channel's thread failed to start"),
+        };
+    }
     go.store(true, Ordering::Release);
     let big_json = match big_publisher.as_mut() {
         Some(p) => {
