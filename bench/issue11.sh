@@ -38,6 +38,7 @@
 # redis-server on 127.0.0.1:6379, starting a private one if none answers
 # and redis-server is installed; 0 skips the Redis figures).
 # Sections (--only): isolation redis sweep joinleave memory commands node.
+# Servers listen on ports the OS picks (127.0.0.1:0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -110,16 +111,17 @@ name_of() { if [ "${#BINS[@]}" = 1 ]; then echo this; elif [ "$1" = "$BASE_BIN" 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-PORT=18200
-start_server() { # BIN CONFIG; sets SPID, WS, HTTP
-    PORT=$((PORT + 1))
-    local log=$OUT/server-$PORT.log
-    "${SRV_PIN[@]}" "$1" serve -c "$2" --listen "127.0.0.1:$PORT" >"$log" 2>&1 &
+RUN=0
+start_server() { # BIN CONFIG; sets SPID, PORT, WS, HTTP (the OS picks the port)
+    RUN=$((RUN + 1))
+    local log=$OUT/server-$RUN.log
+    "${SRV_PIN[@]}" "$1" serve -c "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
     SPID=$!
     for _ in $(seq 300); do
         if grep -q "listening on" "$log"; then
-            WS=ws://127.0.0.1:$PORT/connection/websocket
-            HTTP=http://127.0.0.1:$PORT
+            HTTP=$(grep -m1 -o 'listening on http://[0-9.:]*' "$log" | sed 's/^listening on //')
+            PORT=${HTTP##*:}
+            WS=ws://${HTTP#http://}/connection/websocket
             return 0
         fi
         sleep 0.05

@@ -20,10 +20,9 @@ OUTF=${MASSIF_OUT:-$(mktemp "${TMPDIR:-/tmp}/wshub-massif.XXXXXX")}
 TOP=${MASSIF_TOP:-20}
 command -v valgrind >/dev/null || { echo "bench/massif.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-PORT=18190
 LOG=$OUTF.server.log
 valgrind --tool=massif --massif-out-file="$OUTF" --depth=40 --threshold=0.1 --max-snapshots=200 \
-    "$BIN" serve -c bench/configs/memory.json --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+    "$BIN" serve -c bench/configs/memory.json --listen 127.0.0.1:0 >"$LOG" 2>&1 &
 VPID=$!
 trap 'kill "$VPID" 2>/dev/null || true' EXIT
 for _ in $(seq 600); do
@@ -31,7 +30,8 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 grep -q "listening on" "$LOG" || { echo "bench/massif.sh: server did not start" >&2; cat "$LOG" >&2; exit 1; }
-"$CLIENT" bench idle --url "ws://127.0.0.1:$PORT/connection/websocket" --connections "$N" \
+ADDR=$(grep -m1 -o 'listening on http://[0-9.:]*' "$LOG" | sed 's|^listening on http://||')
+"$CLIENT" bench idle --url "ws://$ADDR/connection/websocket" --connections "$N" \
     --source-ips 127.0.0.2-127.0.0.5 --subscribe iso:idle --concurrency 16 --hold 5 \
     >"$OUTF.idle.json" 2>"$OUTF.idle.log"
 echo "clients: $(tail -n 1 "$OUTF.idle.json")" >&2
