@@ -309,3 +309,102 @@ fn api_batch_bench_runs_100k_commands_and_a_100k_channel_broadcast_in_bounded_me
     let growth = s["peak_growth_mib"].as_f64().unwrap();
     assert!(growth < 32.0, "broadcast peak RSS growth {growth} MiB: {s}");
 }
+
+/// `wshub bench ARGS...` against the development gateway `server` at
+/// `base` (its http:// URL), with `--url` pointing at its client endpoint.
+fn gateway_summary(server: &Proc, base: &str, args: &[&str]) -> serde_json::Value {
+    let ws = format!(
+        "ws://{}/connection/websocket",
+        base.trim_start_matches("http://")
+    );
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--url", &ws]);
+    bench_summary(server, &all)
+}
+
+#[test]
+fn isolation_bench_measures_the_small_channel_beside_the_big_one() {
+    let (server, base) = wshub_serve_dev();
+    let s = gateway_summary(
+        &server,
+        &base,
+        &[
+            "isolation",
+            "--subscribers",
+            "20",
+            "--rate",
+            "50",
+            "--small-rate",
+            "20",
+            "--duration",
+            "1",
+            "--channel",
+            "big",
+            "--small-channel",
+            "small",
+        ],
+    );
+    assert_eq!(s["opened"], 20, "{s}");
+    let small = &s["small"];
+    assert!(small["published"].as_u64().unwrap() >= 15, "{s}");
+    assert_eq!(small["deliveries"], small["acknowledged"], "{s}");
+    assert!(small["latency_us"]["p50"].as_u64().unwrap() > 0, "{s}");
+    let big = &s["big"];
+    assert!(big["published"].as_u64().unwrap() >= 40, "{s}");
+    assert_eq!(big["deliveries"], big["expected_deliveries"], "{s}");
+    assert_eq!(big["delivered_ratio"], 1.0, "{s}");
+    assert_eq!(big["errors"], 0, "{s}");
+}
+
+#[test]
+fn fanout_sweep_reports_every_step_and_the_best_rate_that_kept_up() {
+    let (server, base) = wshub_serve_dev();
+    let s = gateway_summary(
+        &server,
+        &base,
+        &[
+            "fanout",
+            "--subscribers",
+            "10",
+            "--sweep",
+            "20,40",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(s["bench"], "fanout-sweep", "{s}");
+    let steps = s["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{s}");
+    for step in steps {
+        assert_eq!(step["pass"], true, "{s}");
+        assert_eq!(step["deliveries"], step["expected_deliveries"], "{s}");
+    }
+    assert_eq!(s["best_rate"], 40, "{s}");
+}
+
+#[test]
+fn commands_bench_times_publish_and_presence_beside_a_metrics_scraper() {
+    let (server, base) = wshub_serve_dev();
+    let metrics = format!("{base}/metrics");
+    let s = gateway_summary(
+        &server,
+        &base,
+        &[
+            "commands",
+            "--channel",
+            "rtt",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--scrape",
+            &metrics,
+        ],
+    );
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["round_trips"].as_u64().unwrap() >= 15, "{s}");
+    assert!(s["publish_us"]["p50"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["presence_us"]["p50"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["scrape"]["scrapes"].as_u64().unwrap() >= 5, "{s}");
+    assert_eq!(s["scrape"]["failed"], 0, "{s}");
+}
