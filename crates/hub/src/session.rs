@@ -1743,15 +1743,3 @@ mod tests {
         assert_eq!(s.handle_timeout(at).await.unwrap_err().code, 3001);
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!("Session = {}", std::mem::size_of::<super::Session>());
-        eprintln!(
-            "ClientHandle = {}",
-            std::mem::size_of::<crate::outbound::ClientHandle>()
-        );
-        eprintln!("Sub = {}", std::mem::size_of::<super::Sub>());
-    }
-}

@@ -210,23 +210,27 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
             let fut = Box::pin(fut);
             let task = async move {
                 let _permit = permit;
-                let ws = match fut.await {
-                    Ok(ws) => ws,
+                // Split inside the match: the whole connection is not kept
+                // by value in the task beside its halves.
+                let (halves, encoding) = match fut.await {
+                    Ok(ws) => {
+                        let sub_protobuf = ws
+                            .protocol()
+                            .and_then(Encoding::from_subprotocol)
+                            .is_some_and(|e| e == Encoding::Protobuf);
+                        let encoding = if sub_protobuf || query_protobuf {
+                            Encoding::Protobuf
+                        } else {
+                            Encoding::Json
+                        };
+                        (ws.split(), encoding)
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "upgrade failed");
                         return;
                     }
                 };
-                let sub_protobuf = ws
-                    .protocol()
-                    .and_then(Encoding::from_subprotocol)
-                    .is_some_and(|e| e == Encoding::Protobuf);
-                let encoding = if sub_protobuf || query_protobuf {
-                    Encoding::Protobuf
-                } else {
-                    Encoding::Json
-                };
-                crate::ws::serve(shared, ws.split(), encoding).await;
+                crate::ws::serve(shared, halves, encoding).await;
             };
             tokio::spawn(task);
             resp.map(|b| b.map_err(|never| match never {}).boxed())

@@ -377,25 +377,3 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         poll_fn(|cx| shared.poll(Half::Writer, cx, |core, cx| core.poll_close(cx))).await
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "Core<TcpStream> = {}",
-            std::mem::size_of::<crate::engine::Core<tokio::net::TcpStream>>()
-        );
-        eprintln!(
-            "Connection = {}",
-            std::mem::size_of::<wshub_proto::Connection>()
-        );
-        eprintln!(
-            "Shared = {}",
-            std::mem::size_of::<super::Shared<tokio::net::TcpStream>>()
-        );
-        eprintln!(
-            "TcpStream = {}",
-            std::mem::size_of::<tokio::net::TcpStream>()
-        );
-    }
-}
