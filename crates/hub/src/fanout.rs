@@ -83,16 +83,14 @@ struct Job {
     delivery: Arc<Delivery>,
     chunk: Arc<Chunk>,
     bytes: usize,
-    /// Chunk 0 of its channel (the priority queue).
+    /// Chunk 0 of its channel: the priority queue, and its pushes go
+    /// straight to the sockets of idle subscribers
+    /// ([`ClientHandle::push_channel_now`](crate::outbound::ClientHandle::push_channel_now)),
+    /// so a small channel's subscriber is not woken behind a big channel's
+    /// thousands. Later chunks queue for the connections' tasks, which
+    /// write several publications per wakeup when they fall behind.
     priority: bool,
 }
-
-/// A worker writes a job's pushes straight to idle sockets
-/// ([`ClientHandle::push_channel_now`](crate::outbound::ClientHandle::push_channel_now))
-/// when the job is a channel's first chunk, or when at most this many jobs
-/// wait behind it; deeper in a backlog it queues them for the connections'
-/// tasks, which then write several publications per wakeup.
-const DIRECT_BACKLOG: usize = 2;
 
 #[derive(Default)]
 struct Queues {
@@ -386,12 +384,9 @@ fn worker_loop(shared: &Shared, i: usize, node: &Weak<Node>) {
         let _run = lock(&worker.run);
         // Popped under the run lock: a caller over the bound cannot run a
         // later job of this worker before this one is done.
-        let (job, behind) = {
-            let mut q = lock(&worker.queues);
-            (q.pop(), q.len())
-        };
+        let job = lock(&worker.queues).pop();
         if let Some(job) = job {
-            let direct = job.priority || behind <= DIRECT_BACKLOG;
+            let direct = job.priority;
             run(&node, job, direct);
             shared.pending.fetch_sub(1, Ordering::AcqRel);
         }
