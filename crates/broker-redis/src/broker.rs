@@ -121,7 +121,7 @@ fn as_bytes(v: &Value) -> Option<&[u8]> {
 
 /// `{member, value, ...}` from a lease listing.
 fn pairs(v: Vec<Value>) -> Result<Vec<(String, Vec<u8>)>, BrokerError> {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return Err(malformed("lease list"));
     }
     let mut out = Vec::with_capacity(v.len() / 2);

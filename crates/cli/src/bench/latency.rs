@@ -152,7 +152,7 @@ pub async fn run(a: LatencyArgs) -> Result<()> {
         }
         j += 1;
         // When behind schedule, still let the readers run now and then.
-        if j % 32 == 0 {
+        if j.is_multiple_of(32) {
             tokio::task::yield_now().await;
         }
     }
