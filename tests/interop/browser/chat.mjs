@@ -81,6 +81,11 @@ try {
   await waitForMessage(bob, "hello from alice", "bob receives alice's message");
   await say(bob, "hi alice");
   await waitForMessage(alice, "hi alice", "alice receives bob's message");
+  // Bob's own message comes back to him as a publication too: once he
+  // shows it, his position is past it, so the recovery below is of the two
+  // messages published while he is away (delivery to each subscriber is
+  // asynchronous: alice may see it before bob does).
+  await waitForMessage(bob, "hi alice", "bob sees his own message");
   try {
     await alice.waitForFunction(() => document.querySelectorAll("#presence li").length === 2, null, { timeout: 20000 });
   } catch {
