@@ -318,6 +318,20 @@ impl Fanout {
         }
     }
 
+    /// Queues `job` on `worker` if it fits (and wakes the worker); gives it
+    /// back otherwise. The queue's lock is held only for that.
+    fn try_queue(&self, worker: &Worker, job: Job) -> Result<(), Job> {
+        let mut q = lock(&worker.queues);
+        if !q.fits(&job, self.max_jobs) {
+            return Err(job);
+        }
+        q.push(job);
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        drop(q);
+        worker.ready.notify_one();
+        Ok(())
+    }
+
     fn enqueue(&self, node: &Node, w: usize, job: Job) {
         let Some(worker) = self.shared.workers.get(w) else {
             return run(node, job, false);
@@ -327,33 +341,21 @@ impl Fanout {
             let _run = lock(&worker.run);
             return run(node, job, false);
         }
-        {
-            let mut q = lock(&worker.queues);
-            if q.fits(&job, self.max_jobs) {
-                q.push(job);
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                drop(q);
-                worker.ready.notify_one();
-                return;
-            }
-        }
+        let Err(mut job) = self.try_queue(worker, job) else {
+            return;
+        };
         // Full: run this worker's oldest jobs here until ours fits.
         let _run = lock(&worker.run);
         loop {
-            let mut q = lock(&worker.queues);
-            if q.fits(&job, self.max_jobs) {
-                q.push(job);
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                drop(q);
-                worker.ready.notify_one();
-                return;
-            }
-            let Some(old) = q.pop() else {
+            job = match self.try_queue(worker, job) {
+                Ok(()) => return,
+                Err(job) => job,
+            };
+            let old = lock(&worker.queues).pop();
+            let Some(old) = old else {
                 // `fits` is true on an empty queue: not reached.
-                drop(q);
                 return run(node, job, false);
             };
-            drop(q);
             self.caller_jobs.fetch_add(1, Ordering::Relaxed);
             run(node, old, false);
             self.shared.pending.fetch_sub(1, Ordering::AcqRel);
