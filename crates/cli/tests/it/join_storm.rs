@@ -23,7 +23,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use crate::cluster::{http, metric};
-use crate::support::{wshub, Proc};
+use crate::support::{masked_text_frame, proc_status, wshub, Proc};
 
 /// Subscribers of the big channel.
 const SUBSCRIBERS: usize = 10_000;
@@ -47,38 +47,8 @@ struct Seen {
     errors: Mutex<Vec<String>>,
 }
 
-/// `VmRSS` or `VmHWM` of a process, in bytes.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    s.lines()
-        .find_map(|l| {
-            let kb: u64 = l
-                .strip_prefix(field)?
-                .strip_prefix(':')?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 async fn send_text(w: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
-    let p = text.as_bytes();
-    let mut f = vec![0x81u8];
-    match p.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    let key = [0x5au8, 0x17, 0x33, 0xc4];
-    f.extend_from_slice(&key);
-    f.extend(p.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    w.write_all(&f).await
+    w.write_all(&masked_text_frame(text)).await
 }
 
 /// Connects, subscribes to `channel`, then reads until the connection

@@ -183,27 +183,14 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
                                       "allow_tags_filter":true}]}}"#,
     )
     .unwrap();
-    for cmd in [
-        &["check-config"][..],
-        &["serve", "--listen", "127.0.0.1:0", "--config"],
-    ] {
-        let out = wshub()
-            .args(cmd)
-            .arg(&bad)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{cmd:?} accepted it");
-        let err = String::from_utf8_lossy(&out.stderr);
-        for key in [
+    refused_by_check_config_and_serve(
+        &bad,
+        &[
             "sse.enabled: turns on the SSE transport, which wshub does not implement",
             "channel.namespaces[prices].allowed_delta_types: turns on delta compression",
             "channel.namespaces[prices].allow_tags_filter: turns on publication filters by tags",
-        ] {
-            assert!(err.contains(key), "{cmd:?}: missing {key:?} in:\n{err}");
-        }
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
-    }
+        ],
+    );
     // Off, or tuning only: a warning, and the file is fine.
     let ok = dir.join("ok.json");
     std::fs::write(
@@ -240,24 +227,34 @@ fn check_config_refuses_unusable_token_keys() {
          \x20 subscription_token:\n    enabled: true\n    jwks_public_endpoint: \"ftp://keys.example.com/jwks\"\n",
     )
     .unwrap();
+    refused_by_check_config_and_serve(
+        &bad,
+        &[
+            "client.token.rsa_public_key: not an RSA public key",
+            "client.subscription_token.jwks_public_endpoint: must be an http:// or https:// URL",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Both `check-config` and `serve --config` refuse `file`, each naming every
+/// one of `keys` on stderr, and `serve` never starts listening.
+fn refused_by_check_config_and_serve(file: &std::path::Path, keys: &[&str]) {
     for cmd in [
         &["check-config"][..],
         &["serve", "--listen", "127.0.0.1:0", "--config"],
     ] {
         let out = wshub()
             .args(cmd)
-            .arg(&bad)
+            .arg(file)
             .stdin(Stdio::null())
             .output()
             .unwrap();
         assert!(!out.status.success(), "{cmd:?} accepted it");
         let err = String::from_utf8_lossy(&out.stderr);
-        for key in [
-            "client.token.rsa_public_key: not an RSA public key",
-            "client.subscription_token.jwks_public_endpoint: must be an http:// or https:// URL",
-        ] {
+        for key in keys {
             assert!(err.contains(key), "{cmd:?}: missing {key:?} in:\n{err}");
         }
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster::{http, metric, temp_dir};
-use crate::support::{wshub, Proc};
+use crate::support::{masked_text_frame, proc_status, wshub, Proc};
 
 const QUEUE_MAX: u64 = 4 << 20;
 /// Publication payload size and rate: 50 KB × 20/s = 1 MB/s.
@@ -59,24 +59,6 @@ fn start_node() -> (Proc, SocketAddr) {
     (p, addr)
 }
 
-/// `VmRSS` or `VmHWM` of a process, in bytes.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    s.lines()
-        .find_map(|l| {
-            let kb: u64 = l
-                .strip_prefix(field)?
-                .strip_prefix(':')?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// A raw WebSocket client: the handshake, masked text frames out, frames in.
 struct RawWs {
     s: TcpStream,
@@ -119,23 +101,7 @@ impl RawWs {
     }
 
     fn send_text(&mut self, text: &str) {
-        let p = text.as_bytes();
-        let mut f = vec![0x81u8];
-        match p.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65536 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let key = [0x12u8, 0x34, 0x56, 0x78];
-        f.extend_from_slice(&key);
-        f.extend(p.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        self.s.write_all(&f).unwrap();
+        self.s.write_all(&masked_text_frame(text)).unwrap();
     }
 
     /// The next frame: (opcode, payload).

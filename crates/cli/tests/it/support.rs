@@ -520,3 +520,42 @@ pub fn run_client_ok(name: &str, cmd: Command, limit: Duration, server: &Proc) -
     );
     out
 }
+
+/// `VmRSS` or `VmHWM` of a process, in bytes.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    s.lines()
+        .find_map(|l| {
+            let kb: u64 = l
+                .strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// `text` as one masked client text frame (for raw test clients).
+pub fn masked_text_frame(text: &str) -> Vec<u8> {
+    let p = text.as_bytes();
+    let mut f = vec![0x81u8];
+    match p.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    f.extend_from_slice(&key);
+    f.extend(p.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
