@@ -143,6 +143,18 @@ pub(crate) struct Progress {
     out: usize,
 }
 
+/// The state of a connection that is closing or closed.
+#[derive(Default)]
+struct Ending {
+    /// Deadline of the lingering close (phases after Open).
+    linger_until: Option<Instant>,
+    outcome: Option<Outcome>,
+    close_info: Option<(Option<CloseCode>, String)>,
+    /// Messages read while `close` drove the connection, for `recv`.
+    inbox: VecDeque<Message>,
+    inbox_bytes: usize,
+}
+
 pub(crate) struct Core<S> {
     pub(crate) stream: S,
     pub(crate) conn: Connection,
@@ -153,17 +165,13 @@ pub(crate) struct Core<S> {
     keepalive: bool,
     close_timeout: Duration,
     phase: Phase,
-    /// Deadline of the lingering close (phases after Open).
-    linger_until: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<Instant>,
-    outcome: Option<Outcome>,
     /// `recv` has reported the outcome (None or the error).
     recv_reported: bool,
-    close_info: Option<(Option<CloseCode>, String)>,
-    /// Messages read while `close` drove the connection, for `recv`.
-    inbox: VecDeque<Message>,
-    inbox_bytes: usize,
+    /// What only a closing connection needs; boxed, so that every open
+    /// connection does not carry its room.
+    ending: Option<Box<Ending>>,
     /// The receive buffer was larger than the usual read reservation (a
     /// large frame came): reset it when it goes back to the pool.
     rx_large: bool,
@@ -192,14 +200,10 @@ impl<S> Core<S> {
             keepalive,
             close_timeout,
             phase: Phase::Open,
-            linger_until: None,
             timer: None,
             timer_at: None,
-            outcome: None,
             recv_reported: false,
-            close_info: None,
-            inbox: VecDeque::new(),
-            inbox_bytes: 0,
+            ending: None,
             rx_large: false,
         }
     }
@@ -213,7 +217,19 @@ impl<S> Core<S> {
     }
 
     pub(crate) fn close_info(&self) -> Option<(Option<CloseCode>, String)> {
-        self.close_info.clone()
+        self.ending.as_ref()?.close_info.clone()
+    }
+
+    fn ending(&mut self) -> &mut Ending {
+        self.ending.get_or_insert_with(Box::default)
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        self.ending.as_ref()?.outcome.as_ref()
+    }
+
+    fn linger_until(&self) -> Option<Instant> {
+        self.ending.as_ref()?.linger_until
     }
 
     pub(crate) fn deflate(&self) -> Option<DeflateParams> {
@@ -227,7 +243,7 @@ impl<S> Core<S> {
     pub(crate) fn progress(&self) -> Progress {
         Progress {
             phase: self.phase,
-            inbox: self.inbox.len(),
+            inbox: self.ending.as_ref().map_or(0, |e| e.inbox.len()),
             out: self.conn.buffered_out(),
         }
     }
@@ -261,13 +277,11 @@ impl<S> Core<S> {
             _ => Some(self.close_timeout),
         };
         tracing::debug!(role = ?self.conn.role(), outcome = ?outcome, "websocket closing");
-        if self.outcome.is_none() {
-            self.outcome = Some(outcome);
-        }
+        self.ending().outcome.get_or_insert(outcome);
         match linger {
             None => self.finish(),
             Some(d) => {
-                self.linger_until = Some(now() + d);
+                self.ending().linger_until = Some(now() + d);
                 self.phase = Phase::Flush;
             }
         }
@@ -275,8 +289,9 @@ impl<S> Core<S> {
 
     fn fail_io(&mut self, e: &io::Error) {
         tracing::debug!(role = ?self.conn.role(), error = %e, "websocket transport failed");
-        if self.outcome.is_none() {
-            self.outcome = Some(Outcome::Io(e.kind(), e.to_string()));
+        let end = self.ending();
+        if end.outcome.is_none() {
+            end.outcome = Some(Outcome::Io(e.kind(), e.to_string()));
         }
         // Moves the core to Closed so it refuses further commands.
         self.conn.receive_eof();
@@ -287,7 +302,9 @@ impl<S> Core<S> {
         self.phase = Phase::Done;
         self.timer = None;
         self.timer_at = None;
-        self.linger_until = None;
+        if let Some(e) = &mut self.ending {
+            e.linger_until = None;
+        }
         self.release_idle_buffers();
     }
 
@@ -312,7 +329,7 @@ impl<S> Core<S> {
     }
 
     fn on_peer_close(&mut self, code: Option<CloseCode>, reason: String) {
-        self.close_info = Some((code, reason));
+        self.ending().close_info = Some((code, reason));
         self.begin_finish(Outcome::Clean);
     }
 
@@ -321,30 +338,33 @@ impl<S> Core<S> {
             return None;
         }
         self.recv_reported = true;
-        match &self.outcome {
+        match self.outcome() {
             Some(o) => o.to_result().err().map(Err),
             None => None,
         }
     }
 
     fn pop_inbox(&mut self) -> Option<Message> {
-        let m = self.inbox.pop_front()?;
-        self.inbox_bytes -= m.len();
+        let end = self.ending.as_mut()?;
+        let m = end.inbox.pop_front()?;
+        end.inbox_bytes -= m.len();
         Some(m)
     }
 
     /// Keeps a message that arrived while `close` was driving the
     /// connection, within the high-water mark.
     fn stash(&mut self, m: Message) {
-        if self.inbox_bytes + m.len() > self.hwm && !self.inbox.is_empty() {
+        let hwm = self.hwm;
+        let end = self.ending();
+        if end.inbox_bytes + m.len() > hwm && !end.inbox.is_empty() {
             tracing::debug!(
                 len = m.len(),
                 "websocket: message dropped while closing (inbox full)"
             );
             return;
         }
-        self.inbox_bytes += m.len();
-        self.inbox.push_back(m);
+        end.inbox_bytes += m.len();
+        end.inbox.push_back(m);
     }
 
     // ----- commands -------------------------------------------------------
@@ -466,7 +486,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = match self.phase {
             Phase::Open => self.conn.poll_timeout(),
-            _ => self.linger_until,
+            _ => self.linger_until(),
         };
         let Some(deadline) = deadline else {
             return Poll::Pending;
@@ -678,7 +698,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
                 Some(m) => self.stash(m),
                 None => {
                     self.finish();
-                    return Poll::Ready(match &self.outcome {
+                    return Poll::Ready(match self.outcome() {
                         Some(o) => o.to_result(),
                         None => Ok(()),
                     });

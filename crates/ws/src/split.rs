@@ -125,10 +125,12 @@ impl<S> Shared<S> {
     }
 }
 
-pub(crate) fn split<S>(core: Core<S>) -> (WsReader<S>, WsWriter<S>) {
+pub(crate) fn split<S>(mut core: Core<S>) -> (WsReader<S>, WsWriter<S>) {
     let fanout = Arc::new(FanOut::default());
     let shared = Arc::new(Shared {
-        protocol: core.protocol.clone(),
+        // Moved, not copied (given back by `reunite`): one copy per
+        // connection.
+        protocol: core.protocol.take(),
         deflate: core.deflate(),
         core: Mutex::new(core),
         waker: Waker::from(fanout.clone()),
@@ -248,12 +250,14 @@ impl<S> WsReader<S> {
         }
         drop(writer);
         match Arc::try_unwrap(self.shared) {
-            Ok(shared) => Ok(WebSocket {
-                core: shared
+            Ok(shared) => {
+                let mut core = shared
                     .core
                     .into_inner()
-                    .unwrap_or_else(PoisonError::into_inner),
-            }),
+                    .unwrap_or_else(PoisonError::into_inner);
+                core.protocol = shared.protocol;
+                Ok(WebSocket { core })
+            }
             Err(_) => unreachable!("both halves were given"),
         }
     }

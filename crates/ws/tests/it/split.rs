@@ -193,3 +193,16 @@ async fn a_sender_writes_from_another_thread_and_the_writer_flushes_the_rest() {
     drop(sender);
     assert!(rx.reunite(tx).is_ok());
 }
+
+#[tokio::test]
+async fn the_subprotocol_survives_split_and_reunite() {
+    let addr = echo_server(ServerOptions::default().subprotocols(["v2.wshub"])).await;
+    let opts = ClientOptions::default().subprotocols(["v2.wshub"]);
+    let ws = within(connect(&format!("ws://{addr}/"), &opts))
+        .await
+        .unwrap();
+    let (rx, tx) = ws.split();
+    assert_eq!(rx.protocol(), Some("v2.wshub"));
+    let ws = rx.reunite(tx).unwrap();
+    assert_eq!(ws.protocol(), Some("v2.wshub"));
+}
