@@ -73,6 +73,9 @@ pub trait DirectWrite: Send + Sync {
     fn try_write(&self, message: Bytes) -> Result<usize, ()>;
 }
 
+/// Pushes held back per channel while it is being subscribed: (offset, frame).
+type Pending = HashMap<String, Vec<(u64, Bytes)>>;
+
 #[derive(Default)]
 struct Outbound {
     frames: VecDeque<Bytes>,
@@ -83,14 +86,21 @@ struct Outbound {
     /// yet; see [`ClientHandle::set_in_flight`].
     in_flight: usize,
     /// Channels being subscribed: their pushes wait here until the
-    /// subscribe reply is queued (offset, frame).
-    pending: HashMap<String, Vec<(u64, Bytes)>>,
+    /// subscribe reply is queued (offset, frame). Boxed, like
+    /// `disconnect`: rare, and every idle connection carries the room.
+    pending: Option<Box<Pending>>,
     controls: Vec<Control>,
-    disconnect: Option<Disconnect>,
+    disconnect: Option<Box<Disconnect>>,
     /// The transport's direct writer, while the connection is open.
     direct: Option<std::sync::Arc<dyn DirectWrite>>,
     /// A direct write is under way (outside the lock): others queue.
     writing: bool,
+}
+
+fn is_pending(out: &Outbound, channel: &str) -> bool {
+    out.pending
+        .as_ref()
+        .is_some_and(|p| p.contains_key(channel))
 }
 
 /// What a queued [`Control`] counts against the queue limit: its variable
@@ -199,11 +209,11 @@ impl ClientHandle {
     fn reserve_locked(&self, out: &mut Outbound, len: usize) -> bool {
         if self.max_bytes > 0 && out.queued + out.in_flight + len > self.max_bytes {
             out.frames.clear();
-            out.pending.clear();
+            out.pending = None;
             out.controls.clear();
             out.queued = 0;
             out.direct = None;
-            out.disconnect = Some(DisconnectCode::SLOW.to_disconnect());
+            out.disconnect = Some(Box::new(DisconnectCode::SLOW.to_disconnect()));
             self.slow.store(true, Ordering::Relaxed);
             self.closing.notify_one();
             return false;
@@ -240,12 +250,12 @@ impl ClientHandle {
         if out.disconnect.is_some() {
             return true;
         }
-        if out.pending.contains_key(channel) {
+        if is_pending(&out, channel) {
             let len = frame.len();
             if !self.reserve_locked(&mut out, len) {
                 return false;
             }
-            if let Some(p) = out.pending.get_mut(channel) {
+            if let Some(p) = out.pending.as_mut().and_then(|p| p.get_mut(channel)) {
                 p.push((offset, frame));
             }
             return true;
@@ -272,7 +282,7 @@ impl ClientHandle {
                     && out.frames.is_empty()
                     && out.controls.is_empty()
                     && out.in_flight == 0
-                    && !out.pending.contains_key(channel) =>
+                    && !is_pending(&out, channel) =>
             {
                 d.clone()
             }
@@ -311,7 +321,9 @@ impl ClientHandle {
     pub fn begin_pending(&self, channel: &str) {
         let mut out = self.lock();
         if out.disconnect.is_none() {
-            out.pending.insert(channel.to_owned(), Vec::new());
+            out.pending
+                .get_or_insert_with(Box::default)
+                .insert(channel.to_owned(), Vec::new());
         }
     }
 
@@ -321,11 +333,15 @@ impl ClientHandle {
     /// has no offset), and stops holding back. Returns false on overflow.
     pub fn end_pending(&self, channel: &str, replies: Vec<Bytes>, after: u64) -> bool {
         let mut out = self.lock();
-        let held = out.pending.remove(channel).unwrap_or_default();
-        if out.pending.is_empty() {
+        let held = out
+            .pending
+            .as_mut()
+            .and_then(|p| p.remove(channel))
+            .unwrap_or_default();
+        if out.pending.as_ref().is_some_and(|p| p.is_empty()) {
             // Give the table's memory back: most connections subscribe a
             // few times at the start and then idle.
-            out.pending = HashMap::new();
+            out.pending = None;
         }
         // The held pushes are counted already: release them here and count
         // again those that are queued, after the reply.
@@ -361,7 +377,7 @@ impl ClientHandle {
     pub fn disconnect(&self, d: Disconnect) {
         let mut out = self.lock();
         if out.disconnect.is_none() {
-            out.disconnect = Some(d);
+            out.disconnect = Some(Box::new(d));
         }
         drop(out);
         self.notify.notify_one();
@@ -370,7 +386,7 @@ impl ClientHandle {
 
     /// The disconnect the client is marked for, if any.
     pub fn pending_disconnect(&self) -> Option<Disconnect> {
-        self.lock().disconnect.clone()
+        self.lock().disconnect.as_deref().cloned()
     }
 
     /// Resolves once the client is marked for disconnect (slow consumer or
@@ -388,7 +404,8 @@ impl ClientHandle {
     /// are released.
     pub fn drain(&self) -> Drained {
         let mut out = self.lock();
-        let frames: Vec<Bytes> = out.frames.drain(..).collect();
+        // Taken whole: an idle connection keeps no queue capacity.
+        let frames = Vec::from(std::mem::take(&mut out.frames));
         let bytes: usize = frames.iter().map(Bytes::len).sum();
         let controls = std::mem::take(&mut out.controls);
         let control_bytes: usize = controls.iter().map(control_cost).sum();
@@ -398,7 +415,7 @@ impl ClientHandle {
             frames,
             bytes,
             controls,
-            disconnect: out.disconnect.clone(),
+            disconnect: out.disconnect.as_deref().cloned(),
         }
     }
 
