@@ -155,6 +155,17 @@ pub struct Config {
     pub http_api: HttpApiConfig,
     /// `websocket`: the bidirectional WebSocket transport.
     pub websocket: WebSocketConfig,
+    /// `http_stream`: bidirectional HTTP-streaming (with `emulation`).
+    pub http_stream: HttpStreamConfig,
+    /// `sse`: bidirectional Server-Sent Events (with `emulation`).
+    pub sse: SseConfig,
+    /// `emulation`: the endpoint for the commands of HTTP-streaming and SSE
+    /// clients.
+    pub emulation: EmulationConfig,
+    /// `uni_http_stream`: unidirectional HTTP-streaming.
+    pub uni_http_stream: UniHttpStreamConfig,
+    /// `uni_sse`: unidirectional Server-Sent Events.
+    pub uni_sse: UniSseConfig,
     /// `prometheus`: the metrics endpoint.
     pub prometheus: PrometheusConfig,
     /// `health`: the health check endpoint.
@@ -773,6 +784,85 @@ impl Default for WebSocketConfig {
             write_timeout: Duration::from_secs(1),
             message_size_limit: 65_536,
             decompressed_message_size_limit: 0,
+        }
+    }
+}
+
+/// A section of an HTTP transport: `enabled`, `handler_prefix` and
+/// `max_request_body_size` (Centrifugo v6's keys and defaults).
+macro_rules! http_transport_section {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
+        #[non_exhaustive]
+        pub struct $name {
+            /// `enabled`.
+            pub enabled: bool,
+            #[doc = concat!("`handler_prefix`: default `", $prefix, "`.")]
+            pub handler_prefix: String,
+            /// `max_request_body_size`: the largest request body (the
+            /// connect command or request), default 65536 bytes; over it
+            /// the request is answered 413.
+            pub max_request_body_size: u64,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    enabled: false,
+                    handler_prefix: $prefix.into(),
+                    max_request_body_size: 65_536,
+                }
+            }
+        }
+    };
+}
+
+http_transport_section!(
+    /// `http_stream` section: the client POSTs its connect command and reads
+    /// replies and pushes from the chunked response (JSON lines or
+    /// length-prefixed protobuf); its further commands go to `emulation`.
+    HttpStreamConfig,
+    "/connection/http_stream"
+);
+http_transport_section!(
+    /// `sse` section: an `EventSource` GET with the connect command in the
+    /// `cf_connect` query parameter (or a POST body), replies and pushes as
+    /// SSE events; further commands go to `emulation`.
+    SseConfig,
+    "/connection/sse"
+);
+http_transport_section!(
+    /// `uni_http_stream` section: one POSTed connect request, then pushes as
+    /// JSON lines.
+    UniHttpStreamConfig,
+    "/connection/uni_http_stream"
+);
+http_transport_section!(
+    /// `uni_sse` section: one connect request (`cf_connect` query parameter
+    /// or a POST body), then pushes as SSE events.
+    UniSseConfig,
+    "/connection/uni_sse"
+);
+
+/// `emulation` section: where HTTP-streaming and SSE clients POST their
+/// commands after connecting. On whenever either transport is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct EmulationConfig {
+    /// `handler_prefix`: default `/emulation`.
+    pub handler_prefix: String,
+    /// `max_request_body_size`: default 65536 bytes; over it 413.
+    pub max_request_body_size: u64,
+}
+
+impl Default for EmulationConfig {
+    fn default() -> Self {
+        EmulationConfig {
+            handler_prefix: "/emulation".into(),
+            max_request_body_size: 65_536,
         }
     }
 }

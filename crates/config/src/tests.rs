@@ -813,6 +813,35 @@ fn limits_section_defaults_loading_env_and_validation() {
 
 // ---- keys accepted but not implemented ----
 
+#[test]
+fn the_http_fallback_transports_read_their_v6_keys() {
+    let c = load_json(serde_json::json!({
+        "http_stream": {"enabled": true, "max_request_body_size": 1000},
+        "sse": {"enabled": true, "handler_prefix": "/sse"},
+        "uni_sse": {"enabled": true},
+        "uni_http_stream": {"enabled": true},
+        "emulation": {"handler_prefix": "/emu"},
+    }))
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = c.config;
+    assert!(
+        c.http_stream.enabled && c.sse.enabled && c.uni_sse.enabled && c.uni_http_stream.enabled
+    );
+    assert_eq!(c.http_stream.handler_prefix, "/connection/http_stream");
+    assert_eq!(c.http_stream.max_request_body_size, 1000);
+    assert_eq!(c.sse.handler_prefix, "/sse");
+    assert_eq!(c.uni_sse.handler_prefix, "/connection/uni_sse");
+    assert_eq!(
+        c.uni_http_stream.handler_prefix,
+        "/connection/uni_http_stream"
+    );
+    assert_eq!(c.emulation.handler_prefix, "/emu");
+    assert_eq!(c.emulation.max_request_body_size, 65_536);
+    let p = refused_paths(serde_json::json!({"sse": {"handler_prefix": "sse"}}));
+    assert_eq!(p, ["sse.handler_prefix"]);
+}
+
 fn refused_paths(v: serde_json::Value) -> Vec<String> {
     let mut p: Vec<String> = invalid(v).into_iter().map(|e| e.path).collect();
     p.sort();
@@ -822,9 +851,8 @@ fn refused_paths(v: serde_json::Value) -> Vec<String> {
 #[test]
 fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
     let text = serde_json::json!({
-        "sse": {"enabled": true, "handler_prefix": "/sse"},
-        "http_stream": {"enabled": true},
-        "uni_websocket": {"enabled": false},
+        "webtransport": {"enabled": true},
+        "uni_grpc": {"enabled": false},
         "consumers": [{"name": "kafka", "enabled": true, "type": "kafka"}, {"name": "off", "enabled": false}],
         "client": {
             "allowed_delta_types": ["fossil"],
@@ -850,21 +878,24 @@ fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
             "consumers[kafka].enabled",
             "http_api.error_mode",
             "http_server.http3.enabled",
-            "http_stream.enabled",
             "pid_file",
             "rpc.without_namespace.proxy_enabled",
-            "sse.enabled",
+            "webtransport.enabled",
         ]
     );
-    let sse = errors.iter().find(|e| e.path == "sse.enabled").unwrap();
+    let wt = errors
+        .iter()
+        .find(|e| e.path == "webtransport.enabled")
+        .unwrap();
     assert!(
-        sse.message.contains("the SSE transport") && sse.message.contains("does not implement"),
-        "{sse}"
+        wt.message.contains("the WebTransport transport")
+            && wt.message.contains("does not implement"),
+        "{wt}"
     );
     // Off, or only tuned: warnings, the server starts.
     let loaded = load_json(serde_json::json!({
-        "sse": {"enabled": false, "handler_prefix": "/sse"},
-        "uni_http_stream": {"max_request_body_size": 1000},
+        "webtransport": {"enabled": false, "handler_prefix": "/wt"},
+        "uni_grpc": {"port": 11000},
         "client": {"connect_code_to_unidirectional_disconnect": {"enabled": true}},
     }))
     .unwrap();
@@ -874,8 +905,8 @@ fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
         w,
         [
             "client.connect_code_to_unidirectional_disconnect",
-            "sse",
-            "uni_http_stream"
+            "uni_grpc",
+            "webtransport"
         ]
     );
 }

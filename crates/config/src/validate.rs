@@ -415,8 +415,23 @@ impl Config {
                 e.push(path, "must be more than 0");
             }
         }
-        if !self.websocket.handler_prefix.starts_with('/') {
-            e.push("websocket.handler_prefix", "must start with '/'");
+        for (prefix, path) in [
+            (&self.websocket.handler_prefix, "websocket.handler_prefix"),
+            (
+                &self.http_stream.handler_prefix,
+                "http_stream.handler_prefix",
+            ),
+            (&self.sse.handler_prefix, "sse.handler_prefix"),
+            (&self.emulation.handler_prefix, "emulation.handler_prefix"),
+            (
+                &self.uni_http_stream.handler_prefix,
+                "uni_http_stream.handler_prefix",
+            ),
+            (&self.uni_sse.handler_prefix, "uni_sse.handler_prefix"),
+        ] {
+            if !prefix.starts_with('/') {
+                e.push(path, "must start with '/'");
+            }
         }
         if !(-2..=9).contains(&self.websocket.compression_level) {
             e.push("websocket.compression_level", "must be between -2 and 9");

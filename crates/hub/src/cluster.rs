@@ -177,6 +177,37 @@ impl UserControl {
     }
 }
 
+/// Commands for an emulation session on node `to`
+/// (see [`crate::emulation`]), forwarded by the node that received them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmulationForward {
+    /// Format version (1).
+    pub v: u32,
+    /// The request's id on the forwarding node (its answer names it).
+    pub emulation: u64,
+    /// The forwarding node's id (the answer goes to it).
+    pub from: String,
+    /// The node that holds the session.
+    pub to: String,
+    /// The session id.
+    pub session: String,
+    /// The commands as the client sent them, base64 (protobuf is binary).
+    pub data: String,
+}
+
+/// The answer to an [`EmulationForward`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmulationAnswer {
+    /// Format version (1).
+    pub v: u32,
+    /// The id of the request answered.
+    pub emulation_answer: u64,
+    /// The forwarding node.
+    pub to: String,
+    /// What became of it ([`crate::emulation::Outcome::as_str`]).
+    pub outcome: String,
+}
+
 /// Largest JSON size of one [`SurveyReply`] part (the channel names and
 /// counts; the envelope adds a little).
 pub const SURVEY_PART_BYTES: usize = 256 << 10;
@@ -274,6 +305,10 @@ pub enum ControlMessage {
     Survey(SurveyRequest),
     /// A part of a survey answer.
     SurveyReply(SurveyReply),
+    /// Emulation commands for a session on another node.
+    Emulation(EmulationForward),
+    /// The answer to a forwarded emulation request.
+    EmulationAnswer(EmulationAnswer),
 }
 
 impl ControlMessage {
@@ -284,6 +319,8 @@ impl ControlMessage {
             ControlMessage::User(u) => return u.encode(),
             ControlMessage::Survey(s) => serde_json::to_vec(s),
             ControlMessage::SurveyReply(r) => serde_json::to_vec(r),
+            ControlMessage::Emulation(e) => serde_json::to_vec(e),
+            ControlMessage::EmulationAnswer(a) => serde_json::to_vec(a),
         };
         Bytes::from(v.unwrap_or_default())
     }
@@ -297,11 +334,15 @@ impl ControlMessage {
             User(UserControl),
             Survey(SurveyRequest),
             Reply(SurveyReply),
+            Emulation(EmulationForward),
+            EmulationAnswer(EmulationAnswer),
         }
         match serde_json::from_slice::<Any>(b).ok()? {
             Any::User(u) if u.v == 1 => Some(ControlMessage::User(u)),
             Any::Survey(s) if s.v == 1 => Some(ControlMessage::Survey(s)),
             Any::Reply(r) if r.v == 1 => Some(ControlMessage::SurveyReply(r)),
+            Any::Emulation(e) if e.v == 1 => Some(ControlMessage::Emulation(e)),
+            Any::EmulationAnswer(a) if a.v == 1 => Some(ControlMessage::EmulationAnswer(a)),
             _ => None,
         }
     }
@@ -385,6 +426,30 @@ mod tests {
         assert_eq!(total, 30_000);
         assert!(ControlMessage::decode(
             br#"{"v":2,"survey":"s","from":"n","op":{"type":"channels"}}"#
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn emulation_messages_round_trip_and_stay_apart_from_the_others() {
+        let fwd = ControlMessage::Emulation(EmulationForward {
+            v: 1,
+            emulation: 7,
+            from: "n1".into(),
+            to: "n2".into(),
+            session: "s".into(),
+            data: "e30=".into(),
+        });
+        assert_eq!(ControlMessage::decode(&fwd.encode()), Some(fwd));
+        let ans = ControlMessage::EmulationAnswer(EmulationAnswer {
+            v: 1,
+            emulation_answer: 7,
+            to: "n1".into(),
+            outcome: "delivered".into(),
+        });
+        assert_eq!(ControlMessage::decode(&ans.encode()), Some(ans));
+        assert!(ControlMessage::decode(
+            br#"{"v":2,"emulation":1,"from":"a","to":"b","session":"s","data":""}"#
         )
         .is_none());
     }

@@ -25,7 +25,10 @@
 //!   message in, encoded protocol messages out, time passed in; it owns
 //!   heartbeats, expiry, limits and the slow-consumer policy, so a
 //!   transport adapter ([`session::TransportInfo`]) only moves bytes.
-//! - [`api`]: the Centrifugo server HTTP API methods, as JSON in/out.
+//! - [`emulation`]: the client-to-server half of the one-way transports
+//!   (HTTP-streaming, SSE): session ids, the per-session command queues,
+//!   and forwarding to the node that holds a session through the broker.
+//! - [`api`]: the Centrifugo server API methods, as JSON in/out.
 //! - [`limits`]: token buckets and the per-IP connection table.
 //! - [`metrics`]: the node's metrics on `prometheus-client` — one registry
 //!   per node, typed label sets, handles resolved at start so that recording
@@ -49,6 +52,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cluster;
+pub mod emulation;
 pub mod fanout;
 pub mod hub;
 pub mod limits;

@@ -311,6 +311,23 @@ label_enum! {
 }
 
 label_enum! {
+    /// What became of an emulation request, the `outcome` label of
+    /// `wshub_emulation_requests_total` (see [`crate::emulation::Outcome`]).
+    EmulationLabel {
+        /// Run by the session.
+        Delivered => "delivered",
+        /// No such node in the registry.
+        UnknownNode => "unknown_node",
+        /// No such session on its node.
+        UnknownSession => "unknown_session",
+        /// The session's queue was full.
+        Busy => "busy",
+        /// The owning node did not answer in time.
+        NoAnswer => "no_answer",
+    }
+}
+
+label_enum! {
     /// Survey operations, the `op` label of
     /// `wshub_api_survey_timeouts_total`.
     SurveyKind {
@@ -417,6 +434,13 @@ pub struct ClientLimitLabels {
 pub struct ApiLimitLabels {
     /// The limit.
     pub limit: ApiLimit,
+}
+
+/// `{outcome="..."}` of emulation requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EmulationLabels {
+    /// The outcome.
+    pub outcome: EmulationLabel,
 }
 
 /// `{op="..."}` of surveys.
@@ -547,6 +571,7 @@ pub struct Metrics {
     api_calls: Box<[Counter]>,
     api_limit_exceeded: [Counter; ApiLimit::COUNT],
     survey_timeouts: [Counter; SurveyKind::COUNT],
+    emulation_requests: [Counter; EmulationLabel::COUNT],
 }
 
 impl Default for Metrics {
@@ -756,6 +781,13 @@ impl Metrics {
             "Nodes that did not answer a survey in time, by operation",
             f,
         );
+        let (emulation_requests, f) =
+            fixed(EmulationLabel::ALL, |outcome| EmulationLabels { outcome });
+        r.register(
+            "wshub_emulation_requests",
+            "Emulation requests (commands of HTTP-streaming and SSE clients), by outcome",
+            f,
+        );
         Metrics {
             registry: Mutex::new(r),
             num_clients,
@@ -789,6 +821,7 @@ impl Metrics {
             api_calls,
             api_limit_exceeded,
             survey_timeouts,
+            emulation_requests,
         }
     }
 
@@ -974,6 +1007,21 @@ impl Metrics {
         }
     }
 
+    /// Counts one emulation request by what became of it.
+    pub fn emulation_request(&self, outcome: crate::emulation::Outcome) {
+        use crate::emulation::Outcome;
+        let label = match outcome {
+            Outcome::Delivered => EmulationLabel::Delivered,
+            Outcome::UnknownNode => EmulationLabel::UnknownNode,
+            Outcome::UnknownSession => EmulationLabel::UnknownSession,
+            Outcome::Busy => EmulationLabel::Busy,
+            _ => EmulationLabel::NoAnswer,
+        };
+        if let Some(c) = self.emulation_requests.get(label as usize) {
+            c.inc();
+        }
+    }
+
     /// Counts `nodes` nodes that did not answer a survey `op` in time.
     pub fn survey_timeouts(&self, op: SurveyKind, nodes: u64) {
         if let Some(c) = self.survey_timeouts.get(op as usize) {
@@ -1137,6 +1185,7 @@ mod tests {
                 "wshub_api_calls_total counter",
                 "wshub_api_limit_exceeded_total counter",
                 "wshub_api_survey_timeouts_total counter",
+                "wshub_emulation_requests_total counter",
             ]
         );
         // Every HELP line names its family as the TYPE line does.
@@ -1154,6 +1203,10 @@ mod tests {
             "wshub_transport_bytes_sent_total{encoding=\"protobuf\"} 0",
         );
         has(&text, "wshub_broker_errors_total{op=\"nodes\"} 0");
+        has(
+            &text,
+            "wshub_emulation_requests_total{outcome=\"unknown_session\"} 0",
+        );
         has(
             &text,
             "wshub_client_commands_total{method=\"sub_refresh\"} 0",

@@ -17,7 +17,11 @@ use crate::broker::{
     self, Broker, BrokerError, BrokerEventHandler, HistoryFilter, HistoryOptions, NodeInfo,
     StreamPosition,
 };
-use crate::cluster::{ControlMessage, SurveyOp, SurveyReply, SurveyRequest, UserControl};
+use crate::cluster::{
+    ControlMessage, EmulationAnswer, EmulationForward, SurveyOp, SurveyReply, SurveyRequest,
+    UserControl,
+};
+use crate::emulation::{self, Outcome};
 use crate::fanout::{Fanout, Work};
 use crate::hub::{Advance, Control, Hub, JoinLeave, Snapshot};
 use crate::metrics::{MeteredBroker, NodeCounts, PushKind, SurveyKind};
@@ -54,6 +58,11 @@ pub struct Node {
     survey_answers: AtomicUsize,
     /// Bytes of API request bodies held (`http_api.max_in_flight_body_size`).
     api_body_budget: Arc<tokio::sync::Semaphore>,
+    /// Emulation sessions (HTTP-streaming, SSE) and forwarded requests.
+    emulation: Arc<emulation::Registry>,
+    /// The ids of the nodes in the broker's registry, as last read (every
+    /// `NODE_INFO_INTERVAL`).
+    peers: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How often a node refreshes its registration (`/api/info`).
@@ -143,6 +152,10 @@ impl BrokerEventHandler for Handler {
                     let _ = tx.try_send(r);
                 }
             }
+            Some(ControlMessage::Emulation(e)) if e.to == node.id => node.answer_emulation(e),
+            Some(ControlMessage::EmulationAnswer(a)) if a.to == node.id => node
+                .emulation
+                .answered(a.emulation_answer, Outcome::from_wire(&a.outcome)),
             Some(_) => {}
             None => tracing::warn!(len = data.len(), "ignoring an unknown control message"),
         }
@@ -237,6 +250,8 @@ impl Node {
             surveys: Mutex::new(HashMap::new()),
             survey_answers: AtomicUsize::new(0),
             api_body_budget: Arc::new(tokio::sync::Semaphore::new(api_budget)),
+            emulation: Arc::default(),
+            peers: Mutex::default(),
         });
         node.fanout.start(Arc::downgrade(&node));
         node.broker
@@ -440,6 +455,86 @@ impl Node {
         merged
     }
 
+    /// The emulation sessions of this node (see [`crate::emulation`]).
+    pub fn emulation(&self) -> &Arc<emulation::Registry> {
+        &self.emulation
+    }
+
+    /// Hands the command batch `data` to emulation session `session` of
+    /// node `node_id` and waits until the session has run it (at most
+    /// [`emulation::TIMEOUT`]): directly when that is this node, else
+    /// through the broker's control channel. A node id that is not in the
+    /// registry (as read every few seconds) is [`Outcome::UnknownNode`].
+    ///
+    /// Cancel safety: cancel safe (a forwarded request may still arrive).
+    pub async fn emulate(&self, node_id: &str, session: &str, data: Bytes) -> Outcome {
+        let deadline = tokio::time::Instant::now() + emulation::TIMEOUT;
+        if node_id == self.id {
+            return self.emulation.deliver(session, data, deadline).await;
+        }
+        if !self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(node_id)
+        {
+            return Outcome::UnknownNode;
+        }
+        use base64::Engine as _;
+        let mut waiting = self.emulation.wait();
+        let msg = ControlMessage::Emulation(EmulationForward {
+            v: 1,
+            emulation: waiting.id,
+            from: self.id.clone(),
+            to: node_id.to_owned(),
+            session: session.to_owned(),
+            data: base64::engine::general_purpose::STANDARD.encode(&data),
+        });
+        let sent =
+            tokio::time::timeout_at(deadline, self.broker.publish_control(msg.encode())).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(
+                node = node_id,
+                "emulation: cannot forward through the broker"
+            );
+            return Outcome::NoAnswer;
+        }
+        match tokio::time::timeout_at(deadline, &mut waiting.rx).await {
+            Ok(Ok(o)) => o,
+            _ => Outcome::NoAnswer,
+        }
+    }
+
+    /// Runs a request another node forwarded and answers it, in a task (the
+    /// broker's delivery must not wait). The owner gives up a little before
+    /// the forwarder does, so that its answer can still arrive.
+    fn answer_emulation(self: &Arc<Self>, e: EmulationForward) {
+        use base64::Engine as _;
+        let node = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + emulation::TIMEOUT * 9 / 10;
+            let outcome = match base64::engine::general_purpose::STANDARD.decode(e.data.as_bytes())
+            {
+                Ok(data) => {
+                    node.emulation
+                        .deliver(&e.session, Bytes::from(data), deadline)
+                        .await
+                }
+                // Only a node sends these; a broken one gets no delivery.
+                Err(_) => Outcome::UnknownSession,
+            };
+            let answer = ControlMessage::EmulationAnswer(EmulationAnswer {
+                v: 1,
+                emulation_answer: e.emulation,
+                to: e.from,
+                outcome: outcome.as_str().to_owned(),
+            });
+            if let Err(err) = node.broker.publish_control(answer.encode()).await {
+                tracing::warn!(error = %err, "cannot answer a forwarded emulation request");
+            }
+        });
+    }
+
     /// Answers another node's survey (in a task; at most a few at once,
     /// the others are dropped and the asker times out).
     fn answer_survey(self: &Arc<Self>, req: SurveyRequest) {
@@ -578,6 +673,10 @@ impl Node {
                 };
                 if let Err(e) = node.broker.register_node(node.info(), NODE_INFO_TTL).await {
                     tracing::debug!(error = %e, "node registration failed");
+                }
+                if let Ok(nodes) = node.broker.nodes().await {
+                    *node.peers.lock().unwrap_or_else(|e| e.into_inner()) =
+                        nodes.into_iter().map(|n| n.id).collect();
                 }
                 if last_check.elapsed() >= POSITION_CHECK_INTERVAL {
                     last_check = tokio::time::Instant::now();

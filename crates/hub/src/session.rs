@@ -226,6 +226,9 @@ pub struct Session {
     commands: Option<TokenBucket>,
     /// Commands refused in a row by the rate limit.
     refused_in_a_row: u32,
+    /// The emulation session id the connect result tells the client (a
+    /// transport whose commands arrive through `/emulation`).
+    emulation: Option<Box<str>>,
 }
 
 type CmdResult = Result<Option<Reply>, Disconnect>;
@@ -309,7 +312,15 @@ impl Session {
             actions: Vec::new(),
             commands,
             refused_in_a_row: 0,
+            emulation: None,
         }
+    }
+
+    /// Makes the connect result carry `session` (with the node id it always
+    /// carries), for a transport whose further commands come through the
+    /// emulation endpoint (see [`crate::emulation`]).
+    pub fn set_emulation_session(&mut self, session: &str) {
+        self.emulation = Some(session.into());
     }
 
     /// The outbound queue the transport drains.
@@ -577,6 +588,30 @@ impl Session {
         Ok(())
     }
 
+    /// Connects a client of a unidirectional transport from the one
+    /// [`ConnectRequest`] it sends (a URL parameter or the request body, not
+    /// a command). The result is queued as the reply to command 1; the
+    /// transport turns it into a connect push, and an error reply into a
+    /// disconnect.
+    ///
+    /// Cancel safety: not cancel safe.
+    pub async fn connect_unidirectional(&mut self, req: ConnectRequest) -> Result<(), Disconnect> {
+        let cmd = Command {
+            id: 1,
+            connect: Some(req),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let reply = self.handle_command(cmd).await?;
+        self.node
+            .metrics()
+            .observe_command(wshub_protocol::Method::Connect, started.elapsed());
+        if let Some(reply) = reply {
+            self.queue(&reply);
+        }
+        Ok(())
+    }
+
     /// Takes a token for one command: `Ok(false)` when over
     /// `limits.commands_per_second`, `Err` (3013) after
     /// `limits.command_flood_disconnect` refusals in a row.
@@ -745,6 +780,7 @@ impl Session {
             ping: cfg.client.ping_interval.as_std().as_secs() as u32,
             pong: !self.transport.unidirectional,
             node: self.node.id().to_owned(),
+            session: self.emulation.as_deref().unwrap_or_default().to_owned(),
             ..Default::default()
         };
         if cfg.client.connect_include_server_time {

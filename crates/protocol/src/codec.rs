@@ -396,7 +396,7 @@ pub fn decode_replies(encoding: Encoding, frame: &[u8]) -> Result<Vec<Reply>, De
 
 /// Appends one message to `out` in its frame form: JSON as is, protobuf
 /// with its varint length prefix. `out` is unchanged on error.
-fn append<T: Serialize + prost::Message>(
+pub(crate) fn append<T: Serialize + prost::Message>(
     encoding: Encoding,
     message: &T,
     out: &mut Vec<u8>,

@@ -82,6 +82,7 @@ mod codec;
 pub mod codes;
 pub mod messages;
 pub mod raw_json;
+pub mod unidirectional;
 
 pub use codec::{
     decode_commands, decode_commands_with, decode_replies, encode_push_reply, encode_replies,

@@ -16,7 +16,7 @@ use wshub_ws::ServerOptions;
 
 use crate::Shared;
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest API request body.
 const MAX_API_BODY: usize = 16 << 20;
@@ -50,6 +50,12 @@ pub(crate) async fn route(
     let metrics_path = prefix(&cfg.prometheus.handler_prefix, "/metrics");
     let demo_prefix = prefix(&cfg.demo.handler_prefix, "/demo");
     let api_prefix = cfg.http_api.handler_prefix.trim_end_matches('/').to_owned();
+    if let Some(kind) = stream_route(&cfg, &path) {
+        return Ok(match kind {
+            Route::Stream(kind) => crate::fallback::stream(shared, peer, req, kind).await,
+            Route::Emulation => crate::fallback::emulation(shared, req).await,
+        });
+    }
     Ok(if path == ws_path && !cfg.websocket.disabled {
         websocket(shared, peer, req)
     } else if !cfg.http_api.disabled
@@ -75,6 +81,55 @@ pub(crate) async fn route(
     } else {
         text(StatusCode::NOT_FOUND, "not found")
     })
+}
+
+/// An HTTP transport's endpoint.
+enum Route {
+    Stream(crate::stream::Kind),
+    Emulation,
+}
+
+/// Which enabled HTTP transport `path` names, if any.
+fn stream_route(cfg: &wshub_config::Config, path: &str) -> Option<Route> {
+    use crate::stream::Kind;
+    let is = |configured: &str| path == configured.trim_end_matches('/');
+    if cfg.http_stream.enabled && is(&cfg.http_stream.handler_prefix) {
+        Some(Route::Stream(Kind::HttpStream))
+    } else if cfg.sse.enabled && is(&cfg.sse.handler_prefix) {
+        Some(Route::Stream(Kind::Sse))
+    } else if (cfg.http_stream.enabled || cfg.sse.enabled) && is(&cfg.emulation.handler_prefix) {
+        Some(Route::Emulation)
+    } else if cfg.uni_http_stream.enabled && is(&cfg.uni_http_stream.handler_prefix) {
+        Some(Route::Stream(Kind::UniHttpStream))
+    } else if cfg.uni_sse.enabled && is(&cfg.uni_sse.handler_prefix) {
+        Some(Route::Stream(Kind::UniSse))
+    } else {
+        None
+    }
+}
+
+pub(crate) fn full_response(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    full(status, ctype, body)
+}
+
+pub(crate) fn text_response(status: StatusCode, t: &'static str) -> Response<Body> {
+    text(status, t)
+}
+
+/// The CORS headers of an answer to an allowed browser origin: that origin
+/// (never `*`, so that credentials may be sent), credentials, and `Vary`
+/// so that caches keep answers to different origins apart.
+pub(crate) fn cors_headers(h: &mut http::HeaderMap, origin: HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 fn prefix(configured: &str, default: &str) -> String {

@@ -71,8 +71,10 @@ use wshub_hub::node::{Node, NodeError};
 mod admission;
 pub mod capacity;
 mod conn;
+mod fallback;
 mod http;
 mod jwks;
+mod stream;
 mod ws;
 
 pub use jwks::HttpJwksFetcher;
@@ -144,6 +146,8 @@ pub(crate) struct Shared {
     pub drain: Duration,
     pub connections: AtomicUsize,
     pub open_ws: AtomicUsize,
+    /// Streams (HTTP-streaming, SSE) whose session is running.
+    pub open_streams: AtomicUsize,
     /// Open connections and connect rates per IP (see `http::websocket`).
     pub ip_limits: Arc<wshub_hub::limits::IpLimiter>,
     /// Open sockets under the node's cap, and the HTTP front's counters.
@@ -230,6 +234,7 @@ impl Server {
                 drain,
                 connections: AtomicUsize::new(0),
                 open_ws: AtomicUsize::new(0),
+                open_streams: AtomicUsize::new(0),
                 admission,
                 timeouts,
             }),
@@ -391,6 +396,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + timeout;
         while shared.connections.load(Ordering::Relaxed) > 0
             || shared.open_ws.load(Ordering::Relaxed) > 0
+            || shared.open_streams.load(Ordering::Relaxed) > 0
         {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!("shutdown timeout: closing remaining connections");
