@@ -11,6 +11,7 @@ mod browser;
 mod cluster;
 mod connect_cli;
 mod echo_strict;
+mod fallback;
 mod front_limits;
 mod join_storm;
 mod node_peer;
