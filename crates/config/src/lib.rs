@@ -166,6 +166,9 @@ pub struct Config {
     pub uni_http_stream: UniHttpStreamConfig,
     /// `uni_sse`: unidirectional Server-Sent Events.
     pub uni_sse: UniSseConfig,
+    /// `long_poll` (wshub only): long-polling, for proxies that buffer
+    /// streamed responses.
+    pub long_poll: LongPollConfig,
     /// `prometheus`: the metrics endpoint.
     pub prometheus: PrometheusConfig,
     /// `health`: the health check endpoint.
@@ -845,6 +848,43 @@ http_transport_section!(
     UniSseConfig,
     "/connection/uni_sse"
 );
+
+/// `long_poll` section (wshub only, not a Centrifugo key): the client opens
+/// a session with a POST of its connect command, then fetches what the
+/// server has for it with polls that are held until there is something or
+/// `poll_timeout` passes, acknowledging what it got; its commands go to
+/// `emulation`. Every request ends, so a proxy that buffers responses until
+/// they end passes it. Protocol: README, "Long-poll".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LongPollConfig {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `handler_prefix`: default `/connection/long_poll` (polls go to
+    /// `{handler_prefix}/poll`).
+    pub handler_prefix: String,
+    /// `max_request_body_size`: default 65536 bytes; over it 413.
+    pub max_request_body_size: u64,
+    /// `poll_timeout`: how long a poll is held when there is nothing to
+    /// send, default 25s (below the 60 s that proxies commonly allow).
+    pub poll_timeout: Duration,
+    /// `session_timeout`: a session with no poll held for this long is
+    /// closed (its client is gone), default 15s.
+    pub session_timeout: Duration,
+}
+
+impl Default for LongPollConfig {
+    fn default() -> Self {
+        LongPollConfig {
+            enabled: false,
+            handler_prefix: "/connection/long_poll".into(),
+            max_request_body_size: 65_536,
+            poll_timeout: Duration::from_secs(25),
+            session_timeout: Duration::from_secs(15),
+        }
+    }
+}
 
 /// `emulation` section: where HTTP-streaming and SSE clients POST their
 /// commands after connecting. On whenever either transport is.

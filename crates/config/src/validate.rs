@@ -428,9 +428,18 @@ impl Config {
                 "uni_http_stream.handler_prefix",
             ),
             (&self.uni_sse.handler_prefix, "uni_sse.handler_prefix"),
+            (&self.long_poll.handler_prefix, "long_poll.handler_prefix"),
         ] {
             if !prefix.starts_with('/') {
                 e.push(path, "must start with '/'");
+            }
+        }
+        for (d, path) in [
+            (self.long_poll.poll_timeout, "long_poll.poll_timeout"),
+            (self.long_poll.session_timeout, "long_poll.session_timeout"),
+        ] {
+            if d.is_zero() {
+                e.push(path, "must be more than 0");
             }
         }
         if !(-2..=9).contains(&self.websocket.compression_level) {

@@ -192,7 +192,15 @@ pub struct EmulationForward {
     /// The session id.
     pub session: String,
     /// The commands as the client sent them, base64 (protobuf is binary).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data: String,
+    /// A long-poll after this acknowledged sequence number, instead of
+    /// commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<u64>,
+    /// How long the owner may hold a poll, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
 }
 
 /// The answer to an [`EmulationForward`].
@@ -206,6 +214,9 @@ pub struct EmulationAnswer {
     pub to: String,
     /// What became of it ([`crate::emulation::Outcome::as_str`]).
     pub outcome: String,
+    /// A poll's answer body, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// Largest JSON size of one [`SurveyReply`] part (the channel names and
@@ -439,6 +450,19 @@ mod tests {
             to: "n2".into(),
             session: "s".into(),
             data: "e30=".into(),
+            poll: None,
+            wait_ms: None,
+        });
+        assert_eq!(ControlMessage::decode(&fwd.encode()), Some(fwd));
+        let fwd = ControlMessage::Emulation(EmulationForward {
+            v: 1,
+            emulation: 8,
+            from: "n1".into(),
+            to: "n2".into(),
+            session: "s".into(),
+            data: String::new(),
+            poll: Some(3),
+            wait_ms: Some(25_000),
         });
         assert_eq!(ControlMessage::decode(&fwd.encode()), Some(fwd));
         let ans = ControlMessage::EmulationAnswer(EmulationAnswer {
@@ -446,6 +470,7 @@ mod tests {
             emulation_answer: 7,
             to: "n1".into(),
             outcome: "delivered".into(),
+            body: Some("e30=".into()),
         });
         assert_eq!(ControlMessage::decode(&ans.encode()), Some(ans));
         assert!(ControlMessage::decode(

@@ -35,20 +35,72 @@ pub const SESSION_QUEUE: usize = 32;
 /// having run, forwarding included (Centrifugo's survey timeout).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One request's commands, for the session's task. Report them run with
-/// [`Batch::done`]; a batch dropped unrun reads as an unknown session (the
-/// session ended first).
+/// What a request asks of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Run these encoded commands.
+    Commands(Bytes),
+    /// A long-poll: what the session has after message `ack` (the last the
+    /// client got), held until there is some or the poll times out.
+    Poll {
+        /// The last message sequence number the client processed.
+        ack: u64,
+    },
+}
+
+/// What the session's task answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// The commands ran.
+    Ran,
+    /// The poll's answer body.
+    Poll(Bytes),
+    /// This session's transport does not take that request (a poll for a
+    /// stream, or an `ack` ahead of what was sent).
+    Refused,
+}
+
+/// One request for the session's task. Answer it with [`Batch::answer`]
+/// (or [`Batch::done`] for commands); a batch dropped unanswered reads as
+/// an unknown session (the session ended first).
 #[derive(Debug)]
 pub struct Batch {
-    /// The encoded commands.
-    pub data: Bytes,
-    done: oneshot::Sender<()>,
+    /// The request.
+    pub request: Request,
+    answer: oneshot::Sender<Answer>,
 }
 
 impl Batch {
+    /// A request and where its answer arrives (for a transport that asks
+    /// its own session, as a long-poll's first request does).
+    pub fn new(request: Request) -> (Batch, oneshot::Receiver<Answer>) {
+        let (answer, rx) = oneshot::channel();
+        (Batch { request, answer }, rx)
+    }
+
+    /// Resolves when the requester stops waiting (a held poll whose client
+    /// went away).
+    ///
+    /// Cancel safety: cancel safe.
+    pub async fn abandoned(&mut self) {
+        self.answer.closed().await
+    }
+
     /// The commands have been handled (their replies are queued).
     pub fn done(self) {
-        let _ = self.done.send(());
+        self.answer(Answer::Ran);
+    }
+
+    /// Answers the request.
+    pub fn answer(self, answer: Answer) {
+        let _ = self.answer.send(answer);
+    }
+
+    /// Whether the requester stopped waiting (a held poll whose client went).
+    pub fn is_abandoned(&self) -> bool {
+        self.answer.is_closed()
     }
 }
 
@@ -68,6 +120,8 @@ pub enum Outcome {
     /// The owning node did not answer in time (gone, or the broker is
     /// slow); the commands may or may not have arrived.
     NoAnswer,
+    /// The session's transport does not take this request.
+    Refused,
 }
 
 impl Outcome {
@@ -79,6 +133,7 @@ impl Outcome {
             Outcome::UnknownSession => "unknown_session",
             Outcome::Busy => "busy",
             Outcome::NoAnswer => "no_answer",
+            Outcome::Refused => "refused",
         }
     }
 
@@ -90,17 +145,21 @@ impl Outcome {
             "unknown_node" => Outcome::UnknownNode,
             "unknown_session" => Outcome::UnknownSession,
             "busy" => Outcome::Busy,
+            "refused" => Outcome::Refused,
             _ => Outcome::NoAnswer,
         }
     }
 }
+
+/// A forwarded request's outcome, and a poll's answer body.
+pub type Forwarded = (Outcome, Option<Bytes>);
 
 /// The node's emulation sessions and the forwarded requests it waits on.
 #[derive(Debug, Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<Box<str>, mpsc::Sender<Batch>>>,
     /// Requests this node forwarded: request id → who waits for the answer.
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>,
     next_request: AtomicU64,
 }
 
@@ -140,7 +199,7 @@ impl Registry {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Outcome>>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Forwarded>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -156,30 +215,32 @@ impl Registry {
         }
     }
 
-    /// Hands `data` to a session of this node and waits until it has run
-    /// them, at most until `deadline`.
+    /// Hands `request` to a session of this node and waits for its answer,
+    /// at most until `deadline`: the outcome, and a poll's answer body.
     ///
     /// Cancel safety: cancel safe (the commands may still run).
     pub async fn deliver(
         &self,
         session: &str,
-        data: Bytes,
+        request: Request,
         deadline: tokio::time::Instant,
-    ) -> Outcome {
+    ) -> (Outcome, Option<Bytes>) {
         let tx = match self.lock_sessions().get(session) {
             Some(tx) => tx.clone(),
-            None => return Outcome::UnknownSession,
+            None => return (Outcome::UnknownSession, None),
         };
-        let (done, ran) = oneshot::channel();
-        match tokio::time::timeout_at(deadline, tx.send(Batch { data, done })).await {
-            Err(_) => return Outcome::Busy,
-            Ok(Err(_)) => return Outcome::UnknownSession,
+        let (answer, answered) = oneshot::channel();
+        match tokio::time::timeout_at(deadline, tx.send(Batch { request, answer })).await {
+            Err(_) => return (Outcome::Busy, None),
+            Ok(Err(_)) => return (Outcome::UnknownSession, None),
             Ok(Ok(())) => {}
         }
-        match tokio::time::timeout_at(deadline, ran).await {
-            Ok(Ok(())) => Outcome::Delivered,
-            Ok(Err(_)) => Outcome::UnknownSession,
-            Err(_) => Outcome::NoAnswer,
+        match tokio::time::timeout_at(deadline, answered).await {
+            Ok(Ok(Answer::Ran)) => (Outcome::Delivered, None),
+            Ok(Ok(Answer::Poll(body))) => (Outcome::Delivered, Some(body)),
+            Ok(Ok(Answer::Refused)) => (Outcome::Refused, None),
+            Ok(Err(_)) => (Outcome::UnknownSession, None),
+            Err(_) => (Outcome::NoAnswer, None),
         }
     }
 
@@ -208,9 +269,9 @@ impl Registry {
     }
 
     /// An answer from the node that holds a session this node forwarded to.
-    pub(crate) fn answered(&self, request: u64, outcome: Outcome) {
+    pub(crate) fn answered(&self, request: u64, outcome: Outcome, body: Option<Bytes>) {
         if let Some(tx) = self.lock_waiting().remove(&request) {
-            let _ = tx.send(outcome);
+            let _ = tx.send((outcome, body));
         }
     }
 }
@@ -218,7 +279,7 @@ impl Registry {
 /// A forwarded request's wait for its answer (see [`Registry::wait`]).
 pub(crate) struct Waiting {
     pub id: u64,
-    pub rx: oneshot::Receiver<Outcome>,
+    pub rx: oneshot::Receiver<Forwarded>,
     registry: Arc<Registry>,
 }
 
@@ -237,6 +298,12 @@ mod tests {
         Instant::now() + Duration::from_millis(200)
     }
 
+    async fn run(r: &Registry, session: &str, data: &'static [u8]) -> Outcome {
+        r.deliver(session, Request::Commands(Bytes::from_static(data)), soon())
+            .await
+            .0
+    }
+
     #[tokio::test]
     async fn a_request_is_answered_once_its_session_ran_it_and_in_order() {
         let r = Arc::new(Registry::default());
@@ -247,30 +314,32 @@ mod tests {
             let mut seen = Vec::new();
             for _ in 0..2 {
                 let b = inbox.recv().await.unwrap();
-                seen.push(b.data.clone());
+                seen.push(b.request.clone());
                 b.done();
             }
+            let poll = inbox.recv().await.unwrap();
+            assert_eq!(poll.request, Request::Poll { ack: 7 });
+            poll.answer(Answer::Poll(Bytes::from_static(b"{}")));
             (seen, inbox)
         });
+        assert_eq!(run(&r, &id, b"1").await, Outcome::Delivered);
+        assert_eq!(run(&r, &id, b"2").await, Outcome::Delivered);
+        let polled = r.deliver(&id, Request::Poll { ack: 7 }, soon()).await;
         assert_eq!(
-            r.deliver(&id, Bytes::from_static(b"1"), soon()).await,
-            Outcome::Delivered
-        );
-        assert_eq!(
-            r.deliver(&id, Bytes::from_static(b"2"), soon()).await,
-            Outcome::Delivered
+            polled,
+            (Outcome::Delivered, Some(Bytes::from_static(b"{}")))
         );
         let (seen, inbox) = runner.await.unwrap();
-        assert_eq!(seen, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
         assert_eq!(
-            r.deliver("forged", Bytes::new(), soon()).await,
-            Outcome::UnknownSession
+            seen,
+            [
+                Request::Commands(Bytes::from_static(b"1")),
+                Request::Commands(Bytes::from_static(b"2"))
+            ]
         );
+        assert_eq!(run(&r, "forged", b"").await, Outcome::UnknownSession);
         drop(inbox);
-        assert_eq!(
-            r.deliver(&id, Bytes::new(), soon()).await,
-            Outcome::UnknownSession
-        );
+        assert_eq!(run(&r, &id, b"").await, Outcome::UnknownSession);
         assert!(r.is_empty());
     }
 
@@ -284,19 +353,17 @@ mod tests {
         for _ in 0..SESSION_QUEUE {
             let r = r.clone();
             let id = id.clone();
-            waiting.push(tokio::spawn(async move {
-                r.deliver(&id, Bytes::new(), soon()).await
-            }));
+            waiting.push(tokio::spawn(async move { run(&r, &id, b"").await }));
         }
         tokio::task::yield_now().await;
-        assert_eq!(r.deliver(&id, Bytes::new(), soon()).await, Outcome::Busy);
+        assert_eq!(run(&r, &id, b"").await, Outcome::Busy);
         for w in waiting {
             assert_eq!(w.await.unwrap(), Outcome::NoAnswer);
         }
         // A batch dropped unrun (the session ended) is an unknown session.
         let r2 = r.clone();
         let id2 = id.clone();
-        let late = tokio::spawn(async move { r2.deliver(&id2, Bytes::new(), soon()).await });
+        let late = tokio::spawn(async move { run(&r2, &id2, b"").await });
         drop(inbox);
         assert_eq!(late.await.unwrap(), Outcome::UnknownSession);
     }
@@ -305,13 +372,13 @@ mod tests {
     async fn an_answer_reaches_its_waiter_and_a_dropped_wait_leaves_nothing() {
         let r = Arc::new(Registry::default());
         let mut w = r.wait();
-        r.answered(w.id, Outcome::Busy);
-        assert_eq!((&mut w.rx).await.ok(), Some(Outcome::Busy));
+        r.answered(w.id, Outcome::Busy, None);
+        assert_eq!((&mut w.rx).await.ok(), Some((Outcome::Busy, None)));
         let w = r.wait();
         let id = w.id;
         drop(w);
         assert!(r.lock_waiting().is_empty());
-        r.answered(id, Outcome::Delivered);
+        r.answered(id, Outcome::Delivered, None);
     }
 
     #[test]
@@ -322,6 +389,7 @@ mod tests {
             Outcome::UnknownSession,
             Outcome::Busy,
             Outcome::NoAnswer,
+            Outcome::Refused,
         ] {
             assert_eq!(Outcome::from_wire(o.as_str()), o);
         }

@@ -324,6 +324,8 @@ label_enum! {
         Busy => "busy",
         /// The owning node did not answer in time.
         NoAnswer => "no_answer",
+        /// The session's transport does not take the request.
+        Refused => "refused",
     }
 }
 
@@ -1015,6 +1017,7 @@ impl Metrics {
             Outcome::UnknownNode => EmulationLabel::UnknownNode,
             Outcome::UnknownSession => EmulationLabel::UnknownSession,
             Outcome::Busy => EmulationLabel::Busy,
+            Outcome::Refused => EmulationLabel::Refused,
             _ => EmulationLabel::NoAnswer,
         };
         if let Some(c) = self.emulation_requests.get(label as usize) {

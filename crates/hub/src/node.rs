@@ -61,12 +61,20 @@ pub struct Node {
     /// Emulation sessions (HTTP-streaming, SSE) and forwarded requests.
     emulation: Arc<emulation::Registry>,
     /// The ids of the nodes in the broker's registry, as last read (every
-    /// `NODE_INFO_INTERVAL`).
-    peers: Mutex<std::collections::HashSet<String>>,
+    /// `NODE_INFO_INTERVAL`, and on demand: see [`Node::knows_node`]).
+    peers: Mutex<HashSet<String>>,
+    /// When an emulation request for a node not in `peers` last made this
+    /// node read the registry again.
+    peers_reread: Mutex<Option<Instant>>,
 }
 
 /// How often a node refreshes its registration (`/api/info`).
 const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
+/// How often, at most, an emulation request that names a node this node
+/// does not know makes it read the registry again (a node that started
+/// since the last periodic read); further unknown ids within it are
+/// refused without asking the broker.
+const PEERS_REREAD_MIN: Duration = Duration::from_millis(250);
 /// How long a registration lives without a refresh.
 const NODE_INFO_TTL: Duration = Duration::from_secs(10);
 /// How often every tracked channel's position is compared with the broker.
@@ -153,9 +161,17 @@ impl BrokerEventHandler for Handler {
                 }
             }
             Some(ControlMessage::Emulation(e)) if e.to == node.id => node.answer_emulation(e),
-            Some(ControlMessage::EmulationAnswer(a)) if a.to == node.id => node
-                .emulation
-                .answered(a.emulation_answer, Outcome::from_wire(&a.outcome)),
+            Some(ControlMessage::EmulationAnswer(a)) if a.to == node.id => {
+                use base64::Engine as _;
+                let body = a.body.as_deref().and_then(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.as_bytes())
+                        .ok()
+                        .map(Bytes::from)
+                });
+                node.emulation
+                    .answered(a.emulation_answer, Outcome::from_wire(&a.outcome), body);
+            }
             Some(_) => {}
             None => tracing::warn!(len = data.len(), "ignoring an unknown control message"),
         }
@@ -252,6 +268,7 @@ impl Node {
             api_body_budget: Arc::new(tokio::sync::Semaphore::new(api_budget)),
             emulation: Arc::default(),
             peers: Mutex::default(),
+            peers_reread: Mutex::default(),
         });
         node.fanout.start(Arc::downgrade(&node));
         node.broker
@@ -469,26 +486,101 @@ impl Node {
     /// Cancel safety: cancel safe (a forwarded request may still arrive).
     pub async fn emulate(&self, node_id: &str, session: &str, data: Bytes) -> Outcome {
         let deadline = tokio::time::Instant::now() + emulation::TIMEOUT;
-        if node_id == self.id {
-            return self.emulation.deliver(session, data, deadline).await;
-        }
-        if !self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(node_id)
+        self.forward(
+            node_id,
+            session,
+            emulation::Request::Commands(data),
+            deadline,
+        )
+        .await
+        .0
+    }
+
+    /// A long-poll of session `session` of node `node_id`: the answer body
+    /// once the session has messages after `ack`, or after `wait` with
+    /// none. Forwarded like [`Node::emulate`].
+    ///
+    /// Cancel safety: cancel safe.
+    pub async fn poll(
+        &self,
+        node_id: &str,
+        session: &str,
+        ack: u64,
+        wait: Duration,
+    ) -> Result<Bytes, Outcome> {
+        // The session answers an empty poll at `wait`; the rest is slack
+        // for the broker round trip.
+        let deadline = tokio::time::Instant::now() + wait + emulation::TIMEOUT / 2;
+        match self
+            .forward(node_id, session, emulation::Request::Poll { ack }, deadline)
+            .await
         {
-            return Outcome::UnknownNode;
+            (Outcome::Delivered, Some(body)) => Ok(body),
+            (Outcome::Delivered, None) => Err(Outcome::Refused),
+            (o, _) => Err(o),
+        }
+    }
+
+    /// Whether `node_id` is in the registry: as last read, or, for an id
+    /// not seen yet (a node that started since), as read again now, at most
+    /// once per [`PEERS_REREAD_MIN`] so that forged ids cannot make every
+    /// request a broker call.
+    async fn knows_node(&self, node_id: &str) -> bool {
+        let known = |n: &Node| {
+            n.peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(node_id)
+        };
+        if known(self) {
+            return true;
+        }
+        {
+            let mut last = self.peers_reread.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PEERS_REREAD_MIN) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Ok(nodes) = self.broker.nodes().await {
+            *self.peers.lock().unwrap_or_else(|e| e.into_inner()) =
+                nodes.into_iter().map(|n| n.id).collect();
+        }
+        known(self)
+    }
+
+    async fn forward(
+        &self,
+        node_id: &str,
+        session: &str,
+        request: emulation::Request,
+        deadline: tokio::time::Instant,
+    ) -> (Outcome, Option<Bytes>) {
+        if node_id == self.id {
+            return self.emulation.deliver(session, request, deadline).await;
+        }
+        if !self.knows_node(node_id).await {
+            return (Outcome::UnknownNode, None);
         }
         use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
         let mut waiting = self.emulation.wait();
+        let (data, poll) = match request {
+            emulation::Request::Commands(d) => (b64.encode(&d), None),
+            emulation::Request::Poll { ack } => (String::new(), Some(ack)),
+        };
+        let wait_ms = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis() as u64;
         let msg = ControlMessage::Emulation(EmulationForward {
             v: 1,
             emulation: waiting.id,
             from: self.id.clone(),
             to: node_id.to_owned(),
             session: session.to_owned(),
-            data: base64::engine::general_purpose::STANDARD.encode(&data),
+            data,
+            poll,
+            wait_ms: Some(wait_ms),
         });
         let sent =
             tokio::time::timeout_at(deadline, self.broker.publish_control(msg.encode())).await;
@@ -497,11 +589,11 @@ impl Node {
                 node = node_id,
                 "emulation: cannot forward through the broker"
             );
-            return Outcome::NoAnswer;
+            return (Outcome::NoAnswer, None);
         }
         match tokio::time::timeout_at(deadline, &mut waiting.rx).await {
-            Ok(Ok(o)) => o,
-            _ => Outcome::NoAnswer,
+            Ok(Ok(answer)) => answer,
+            _ => (Outcome::NoAnswer, None),
         }
     }
 
@@ -512,22 +604,28 @@ impl Node {
         use base64::Engine as _;
         let node = self.clone();
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + emulation::TIMEOUT * 9 / 10;
-            let outcome = match base64::engine::general_purpose::STANDARD.decode(e.data.as_bytes())
-            {
-                Ok(data) => {
-                    node.emulation
-                        .deliver(&e.session, Bytes::from(data), deadline)
-                        .await
-                }
+            let b64 = &base64::engine::general_purpose::STANDARD;
+            let wait = e
+                .wait_ms
+                .map_or(emulation::TIMEOUT, Duration::from_millis)
+                .min(Duration::from_secs(120));
+            let deadline = tokio::time::Instant::now() + wait * 9 / 10;
+            let request = match (e.poll, b64.decode(e.data.as_bytes())) {
+                (Some(ack), _) => Some(emulation::Request::Poll { ack }),
+                (None, Ok(data)) => Some(emulation::Request::Commands(Bytes::from(data))),
                 // Only a node sends these; a broken one gets no delivery.
-                Err(_) => Outcome::UnknownSession,
+                (None, Err(_)) => None,
+            };
+            let (outcome, body) = match request {
+                Some(r) => node.emulation.deliver(&e.session, r, deadline).await,
+                None => (Outcome::Refused, None),
             };
             let answer = ControlMessage::EmulationAnswer(EmulationAnswer {
                 v: 1,
                 emulation_answer: e.emulation,
                 to: e.from,
                 outcome: outcome.as_str().to_owned(),
+                body: body.map(|b| b64.encode(&b)),
             });
             if let Err(err) = node.broker.publish_control(answer.encode()).await {
                 tracing::warn!(error = %err, "cannot answer a forwarded emulation request");

@@ -179,6 +179,7 @@ pub(crate) async fn stream(
         Kind::Sse => ("GET, POST, OPTIONS", cfg.sse.max_request_body_size),
         Kind::UniHttpStream => ("POST, OPTIONS", cfg.uni_http_stream.max_request_body_size),
         Kind::UniSse => ("GET, POST, OPTIONS", cfg.uni_sse.max_request_body_size),
+        Kind::LongPoll => ("POST, OPTIONS", cfg.long_poll.max_request_body_size),
     };
     let get_allowed = matches!(kind, Kind::Sse | Kind::UniSse);
     let method = req.method().clone();
@@ -240,6 +241,7 @@ pub(crate) async fn stream(
         }
     };
     let first = match kind {
+        Kind::LongPoll => return stream::start_long_poll(shared, first, permit, origin).await,
         Kind::HttpStream | Kind::Sse => First::Command(first),
         Kind::UniHttpStream | Kind::UniSse => {
             match serde_json::from_slice::<Option<ConnectRequest>>(&first) {
@@ -311,12 +313,85 @@ pub(crate) async fn emulation(shared: Arc<Shared>, req: Request<Incoming>) -> Re
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
+        o => outcome_response(o),
+    };
+    shared.node.metrics().emulation_request(outcome);
+    with_cors(r, origin)
+}
+
+/// A long-poll: `POST {long_poll.handler_prefix}/poll` with
+/// `{"session":S,"node":N,"ack":K}`; the answer is
+/// `{"seq":M,"messages":[...]}`, the messages after K, as soon as there are
+/// some or after `long_poll.poll_timeout` (none). 404 no such node or
+/// session (reconnect), 400 malformed or `ack` ahead of what was sent.
+pub(crate) async fn poll(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let Ok(origin) = check_origin(&shared, &req) else {
+        return forbidden();
+    };
+    if req.method() == Method::OPTIONS {
+        return preflight(&req, origin, "POST, OPTIONS");
+    }
+    if req.method() != Method::POST {
+        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        return with_cors(r, origin);
+    }
+    let cfg = shared.node.config().clone();
+    let body = match read_body(
+        req,
+        cfg.long_poll.max_request_body_size,
+        cfg.http_server.read_header_timeout.as_std(),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(r) => return with_cors(r, origin),
+    };
+    let v: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let field = |k: &str| v.as_ref().and_then(|v| v.get(k));
+    let parsed = (
+        field("session").and_then(|s| s.as_str()),
+        field("node").and_then(|s| s.as_str()),
+        field("ack").and_then(|s| s.as_u64()),
+    );
+    let (Some(session), Some(node), Some(ack)) = parsed else {
+        return with_cors(
+            text_response(
+                StatusCode::BAD_REQUEST,
+                "bad request: not a poll (session, node and ack)",
+            ),
+            origin,
+        );
+    };
+    let wait = cfg.long_poll.poll_timeout.as_std();
+    let r = match shared.node.poll(node, session, ack, wait).await {
+        Ok(body) => {
+            let mut r = full_response(StatusCode::OK, "application/json", body);
+            stream::no_cache(r.headers_mut(), "application/json");
+            r
+        }
+        Err(o) => {
+            shared.node.metrics().emulation_request(o);
+            outcome_response(o)
+        }
+    };
+    with_cors(r, origin)
+}
+
+/// The answer to an emulation or poll request that did not get through.
+fn outcome_response(outcome: Outcome) -> Response<Body> {
+    match outcome {
         Outcome::UnknownNode => text_response(StatusCode::NOT_FOUND, "node not found"),
         Outcome::UnknownSession => text_response(StatusCode::NOT_FOUND, "session not found"),
+        Outcome::Refused => text_response(
+            StatusCode::BAD_REQUEST,
+            "bad request: the session does not take this request",
+        ),
         Outcome::Busy => {
             let mut r = text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "session busy: too many commands waiting",
+                "session busy: too many requests waiting",
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -326,9 +401,7 @@ pub(crate) async fn emulation(shared: Arc<Shared>, req: Request<Incoming>) -> Re
             StatusCode::GATEWAY_TIMEOUT,
             "the node that holds the session did not answer",
         ),
-    };
-    shared.node.metrics().emulation_request(outcome);
-    with_cors(r, origin)
+    }
 }
 
 /// An emulation request's node, session and command bytes. In JSON the

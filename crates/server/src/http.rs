@@ -54,6 +54,7 @@ pub(crate) async fn route(
         return Ok(match kind {
             Route::Stream(kind) => crate::fallback::stream(shared, peer, req, kind).await,
             Route::Emulation => crate::fallback::emulation(shared, req).await,
+            Route::Poll => crate::fallback::poll(shared, req).await,
         });
     }
     Ok(if path == ws_path && !cfg.websocket.disabled {
@@ -87,6 +88,7 @@ pub(crate) async fn route(
 enum Route {
     Stream(crate::stream::Kind),
     Emulation,
+    Poll,
 }
 
 /// Which enabled HTTP transport `path` names, if any.
@@ -97,8 +99,18 @@ fn stream_route(cfg: &wshub_config::Config, path: &str) -> Option<Route> {
         Some(Route::Stream(Kind::HttpStream))
     } else if cfg.sse.enabled && is(&cfg.sse.handler_prefix) {
         Some(Route::Stream(Kind::Sse))
-    } else if (cfg.http_stream.enabled || cfg.sse.enabled) && is(&cfg.emulation.handler_prefix) {
+    } else if (cfg.http_stream.enabled || cfg.sse.enabled || cfg.long_poll.enabled)
+        && is(&cfg.emulation.handler_prefix)
+    {
         Some(Route::Emulation)
+    } else if cfg.long_poll.enabled && is(&cfg.long_poll.handler_prefix) {
+        Some(Route::Stream(Kind::LongPoll))
+    } else if cfg.long_poll.enabled
+        && path
+            .strip_prefix(cfg.long_poll.handler_prefix.trim_end_matches('/'))
+            .is_some_and(|rest| rest == "/poll")
+    {
+        Some(Route::Poll)
     } else if cfg.uni_http_stream.enabled && is(&cfg.uni_http_stream.handler_prefix) {
         Some(Route::Stream(Kind::UniHttpStream))
     } else if cfg.uni_sse.enabled && is(&cfg.uni_sse.handler_prefix) {

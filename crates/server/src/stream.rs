@@ -10,6 +10,7 @@
 //! | `sse` | the connect command, `cf_connect` query or body | one SSE event (`data:` lines) per reply or push |
 //! | `uni_http_stream` | a `ConnectRequest`, request body | bare pushes, JSON lines |
 //! | `uni_sse` | a `ConnectRequest`, `cf_connect` query or body | one SSE event per push |
+//! | `long_poll` | the connect command, request body | no stream: each poll's answer is a JSON object of the messages after the client's acknowledged sequence number |
 //!
 //! One task per stream runs the [`Session`] as `server::ws` does for a
 //! WebSocket: its one timer, the node's actions, the emulation inbox, the
@@ -17,8 +18,14 @@
 //! what the body has not handed to hyper yet is reported as in flight, so
 //! `client.queue_max_size` and the slow-consumer disconnect hold as on
 //! WebSocket, and a body that takes nothing for `websocket.write_timeout`
-//! ends the session (3006 write error). A client that goes away drops the
+//! ends the session (3009 write error). A client that goes away drops the
 //! body, which ends the session at once.
+//!
+//! Long-poll keeps the messages instead, numbered, until a poll
+//! acknowledges them: a poll's answer that is lost on the way is sent again
+//! on the next poll with the same `ack`, so the client gets each message
+//! once and in order. The unacknowledged bytes are what is "in flight"; a
+//! session with no poll held for `long_poll.session_timeout` is closed.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -33,7 +40,7 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use wshub_hub::emulation::Inbox;
+use wshub_hub::emulation::{Answer, Batch, Inbox, Request};
 use wshub_hub::limits::IpPermit;
 use wshub_hub::session::{Session, TransportInfo};
 use wshub_protocol::unidirectional::{self, UniMessage};
@@ -55,6 +62,7 @@ pub(crate) enum Kind {
     Sse,
     UniHttpStream,
     UniSse,
+    LongPoll,
 }
 
 impl Kind {
@@ -64,6 +72,7 @@ impl Kind {
             Kind::Sse => "sse",
             Kind::UniHttpStream => "uni_http_stream",
             Kind::UniSse => "uni_sse",
+            Kind::LongPoll => "long_poll",
         }
     }
 
@@ -114,13 +123,152 @@ impl hyper::body::Body for StreamBody {
     }
 }
 
-/// The task's end of the body.
+/// Where the output goes.
+enum Sink {
+    /// A streamed response body: the chunk being built, and the bytes the
+    /// body holds that hyper has not taken.
+    Body {
+        tx: mpsc::Sender<Bytes>,
+        in_flight: Arc<AtomicUsize>,
+        buf: Vec<u8>,
+    },
+    /// Long-poll.
+    Poll(Polls),
+}
+
+/// Largest poll answer (at least one message goes, whatever its size).
+const POLL_ANSWER_BYTES: usize = 256 << 10;
+
+/// A long-poll session's messages and its poll.
+struct Polls {
+    /// Messages not acknowledged yet, numbered from 1.
+    unacked: std::collections::VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    /// The number of the last message added.
+    last: u64,
+    /// The poll being held, with its `ack`, until `held_until`.
+    held: Option<(u64, Batch)>,
+    held_until: Instant,
+    /// When the last poll was answered (no poll held since).
+    idle_since: Instant,
+    poll_timeout: Duration,
+    session_timeout: Duration,
+}
+
+/// What a long-poll sink wants the task to do.
+enum PollEvent {
+    /// The held poll timed out or went; check again.
+    Again,
+    /// No poll for `session_timeout`: the client is gone.
+    Gone,
+}
+
+impl Polls {
+    fn new(poll_timeout: Duration, session_timeout: Duration) -> Polls {
+        let now = Instant::now();
+        Polls {
+            unacked: Default::default(),
+            bytes: 0,
+            last: 0,
+            held: None,
+            held_until: now,
+            idle_since: now,
+            poll_timeout,
+            session_timeout,
+        }
+    }
+
+    fn add(&mut self, message: Bytes) {
+        self.last += 1;
+        self.bytes += message.len();
+        self.unacked.push_back((self.last, message));
+    }
+
+    /// `{"seq":M,"messages":[...]}` of the messages after `ack`.
+    fn answer_body(&self, ack: u64) -> Bytes {
+        let mut out = Vec::with_capacity(64);
+        let mut seq = ack;
+        out.extend_from_slice(b"{\"seq\":");
+        let at = out.len();
+        out.extend_from_slice(b",\"messages\":[");
+        let mut size = 0;
+        for (n, m) in self.unacked.iter().filter(|(n, _)| *n > ack) {
+            if seq > ack && size + m.len() > POLL_ANSWER_BYTES {
+                break;
+            }
+            if seq > ack {
+                out.push(b',');
+            }
+            out.extend_from_slice(m);
+            size += m.len();
+            seq = *n;
+        }
+        out.extend_from_slice(b"]}");
+        let n = seq.to_string();
+        out.splice(at..at, n.bytes());
+        Bytes::from(out)
+    }
+
+    /// Answers the held poll if there is something for it (or `always`).
+    fn answer_held(&mut self, always: bool) {
+        let ready = self
+            .held
+            .as_ref()
+            .is_some_and(|(ack, _)| always || self.last > *ack);
+        if !ready {
+            return;
+        }
+        if let Some((ack, batch)) = self.held.take() {
+            batch.answer(Answer::Poll(self.answer_body(ack)));
+            self.idle_since = Instant::now();
+        }
+    }
+
+    /// A poll after `ack`: forget what it acknowledges, answer the poll
+    /// held before it (empty), then answer this one now or hold it.
+    fn poll(&mut self, ack: u64, batch: Batch) {
+        if ack > self.last {
+            batch.answer(Answer::Refused);
+            return;
+        }
+        while self.unacked.front().is_some_and(|(n, _)| *n <= ack) {
+            if let Some((_, m)) = self.unacked.pop_front() {
+                self.bytes -= m.len();
+            }
+        }
+        self.answer_held(true);
+        self.held = Some((ack, batch));
+        self.held_until = Instant::now() + self.poll_timeout;
+        self.answer_held(false);
+    }
+
+    /// Waits for the held poll's timeout or its client going away, or, with
+    /// none held, for the session timeout.
+    async fn event(&mut self) -> PollEvent {
+        match &mut self.held {
+            Some((_, batch)) => {
+                tokio::select! {
+                    () = sleep_until(self.held_until) => self.answer_held(true),
+                    () = batch.abandoned() => {
+                        self.held = None;
+                        self.idle_since = Instant::now();
+                    }
+                }
+                PollEvent::Again
+            }
+            None => {
+                sleep_until(self.idle_since + self.session_timeout).await;
+                PollEvent::Gone
+            }
+        }
+    }
+}
+
+/// The task's end of the output.
 struct Writer {
-    tx: mpsc::Sender<Bytes>,
-    in_flight: Arc<AtomicUsize>,
+    sink: Sink,
     kind: Kind,
     encoding: Encoding,
-    buf: Vec<u8>,
 }
 
 impl Writer {
@@ -130,32 +278,38 @@ impl Writer {
     fn add(&mut self, message: &Bytes) -> Result<(), Disconnect> {
         if self.kind.unidirectional() {
             match unidirectional::to_push(self.encoding, message) {
-                Ok(UniMessage::Push(p)) => self.put(&p),
+                Ok(UniMessage::Push(p)) => self.put(p),
                 Ok(UniMessage::Error(e)) => return Err(uni_connect_error(e.code, &e.message)),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot re-encode a message as a push"),
             }
         } else {
-            self.put(message);
+            self.put(message.clone());
         }
         Ok(())
     }
 
-    fn put(&mut self, message: &[u8]) {
-        if self.kind.sse() {
-            // One event; a line break inside the message (raw JSON data may
-            // hold one) starts another `data:` line, which the client joins
-            // back with `\n`.
-            for line in message.split(|b| *b == b'\n' || *b == b'\r') {
-                self.buf.extend_from_slice(b"data: ");
-                self.buf.extend_from_slice(line);
-                self.buf.push(b'\n');
+    fn put(&mut self, message: Bytes) {
+        let sse = self.kind.sse();
+        let json = self.encoding == Encoding::Json;
+        match &mut self.sink {
+            Sink::Poll(p) => p.add(message),
+            Sink::Body { buf, .. } if sse => {
+                // One event; a line break inside the message (raw JSON data
+                // may hold one) starts another `data:` line, which the
+                // client joins back with `\n`.
+                for line in message.split(|b| *b == b'\n' || *b == b'\r') {
+                    buf.extend_from_slice(b"data: ");
+                    buf.extend_from_slice(line);
+                    buf.push(b'\n');
+                }
+                buf.push(b'\n');
             }
-            self.buf.push(b'\n');
-        } else {
-            self.buf.extend_from_slice(message);
-            if self.encoding == Encoding::Json {
-                self.buf.push(b'\n');
+            Sink::Body { buf, .. } => {
+                buf.extend_from_slice(&message);
+                if json {
+                    buf.push(b'\n');
+                }
             }
         }
     }
@@ -173,29 +327,66 @@ impl Writer {
             wshub_protocol::encode_push_reply(self.encoding, &push)
         };
         if let Ok(b) = encoded {
-            self.put(&b);
+            self.put(b);
         }
     }
 
-    /// Bytes the body holds that hyper has not taken.
+    /// Bytes taken from the session that the client has not: in the body
+    /// and not taken by hyper yet, or not acknowledged by a poll.
     fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        match &self.sink {
+            Sink::Body { in_flight, .. } => in_flight.load(Ordering::Relaxed),
+            Sink::Poll(p) => p.bytes,
+        }
     }
 
-    /// Hands the chunk built so far to the body, waiting while the body is
-    /// full. `Err(())`: the client went away.
+    /// Hands what was added to the client: the chunk to the body (waiting
+    /// while the body is full), or to the held poll. `Err(())`: the client
+    /// went away.
     async fn flush(&mut self) -> Result<(), ()> {
-        if self.buf.is_empty() {
-            return Ok(());
+        match &mut self.sink {
+            Sink::Poll(p) => {
+                p.answer_held(false);
+                Ok(())
+            }
+            Sink::Body { tx, in_flight, buf } => {
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                let chunk = Bytes::from(std::mem::take(buf));
+                let len = chunk.len();
+                in_flight.fetch_add(len, Ordering::Relaxed);
+                if tx.send(chunk).await.is_err() {
+                    in_flight.fetch_sub(len, Ordering::Relaxed);
+                    return Err(());
+                }
+                Ok(())
+            }
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.in_flight.fetch_add(chunk.len(), Ordering::Relaxed);
-        let len = chunk.len();
-        if self.tx.send(chunk).await.is_err() {
-            self.in_flight.fetch_sub(len, Ordering::Relaxed);
-            return Err(());
+    }
+
+    /// Resolves when the client is gone: the body was dropped, or no poll
+    /// came for the session timeout.
+    async fn gone(&mut self) {
+        match &mut self.sink {
+            Sink::Body { tx, .. } => tx.closed().await,
+            Sink::Poll(p) => loop {
+                if let PollEvent::Gone = p.event().await {
+                    return;
+                }
+            },
         }
-        Ok(())
+    }
+
+    /// A request from the emulation endpoint that is not commands.
+    fn request(&mut self, batch: Batch) {
+        match (&mut self.sink, &batch.request) {
+            (Sink::Poll(p), Request::Poll { ack }) => {
+                let ack = *ack;
+                p.poll(ack, batch);
+            }
+            _ => batch.answer(Answer::Refused),
+        }
     }
 }
 
@@ -235,21 +426,68 @@ pub(crate) fn start(
         in_flight: in_flight.clone(),
     };
     let writer = Writer {
-        tx,
-        in_flight,
+        sink: Sink::Body {
+            tx,
+            in_flight,
+            buf: Vec::new(),
+        },
         kind,
         encoding,
-        buf: Vec::new(),
     };
     let inbox = (!kind.unidirectional()).then(|| shared.node.emulation().open());
     tokio::spawn(Box::pin(run(shared, writer, first, inbox, permit)));
     let mut r = Response::new(body.boxed());
-    *r.status_mut() = StatusCode::OK;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(kind.content_type(encoding)),
-    );
+    no_cache(r.headers_mut(), kind.content_type(encoding));
+    if let Some(origin) = cors {
+        crate::http::cors_headers(r.headers_mut(), origin);
+    }
+    r
+}
+
+/// Opens a long-poll session: the answer to the opening request is the
+/// first poll's (the connect reply), as soon as it is there.
+pub(crate) async fn start_long_poll(
+    shared: Arc<Shared>,
+    connect: Bytes,
+    permit: IpPermit,
+    cors: Option<HeaderValue>,
+) -> Response<Body> {
+    let cfg = &shared.node.config().long_poll;
+    let mut polls = Polls::new(cfg.poll_timeout.as_std(), cfg.session_timeout.as_std());
+    let (first, answer) = Batch::new(Request::Poll { ack: 0 });
+    polls.poll(0, first);
+    let writer = Writer {
+        sink: Sink::Poll(polls),
+        kind: Kind::LongPoll,
+        encoding: Encoding::Json,
+    };
+    let inbox = shared.node.emulation().open();
+    tokio::spawn(Box::pin(run(
+        shared,
+        writer,
+        First::Command(connect),
+        Some(inbox),
+        permit,
+    )));
+    let mut r = match tokio::time::timeout(Duration::from_secs(30), answer).await {
+        Ok(Ok(Answer::Poll(body))) => {
+            crate::http::full_response(StatusCode::OK, "application/json", body)
+        }
+        _ => crate::http::text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the session did not answer",
+        ),
+    };
+    no_cache(r.headers_mut(), "application/json");
+    if let Some(origin) = cors {
+        crate::http::cors_headers(r.headers_mut(), origin);
+    }
+    r
+}
+
+/// The headers of an answer that no cache or proxy may keep or hold back.
+pub(crate) fn no_cache(h: &mut http::HeaderMap, content_type: &'static str) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
@@ -258,10 +496,6 @@ pub(crate) fn start(
     h.insert(header::EXPIRES, HeaderValue::from_static("0"));
     // nginx: pass the stream on as it comes.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Some(origin) = cors {
-        crate::http::cors_headers(h, origin);
-    }
-    r
 }
 
 async fn run(
@@ -348,22 +582,26 @@ async fn run(
                     break Some(d);
                 }
             }
-            data = async {
+            batch = async {
                 match inbox.as_mut() {
                     Some(i) => i.recv().await,
                     None => std::future::pending().await,
                 }
             } => {
-                let Some(batch) = data else { break None };
-                let r = Box::pin(session.handle_data(&batch.data)).await;
+                let Some(batch) = batch else { break None };
+                let Request::Commands(data) = &batch.request else {
+                    w.request(batch);
+                    continue;
+                };
+                let r = Box::pin(session.handle_data(data)).await;
                 batch.done();
                 if let Err(d) = r {
                     break Some(d);
                 }
             }
             _ = handle.notified() => {}
-            () = w.tx.closed() => {
-                // The client went away (the body was dropped).
+            () = w.gone() => {
+                // The client went away (the body was dropped, or no poll).
                 break None;
             }
             r = async { shutdown.wait_for(|s| *s).await.map(|_| ()) }, if !shutting_down => {
@@ -378,8 +616,6 @@ async fn run(
         handle.set_in_flight(w.in_flight());
     };
 
-    // Commands sent for this session from now on are refused.
-    drop(inbox);
     Box::pin(session.close(disconnect.as_ref())).await;
     if let Some(d) = disconnect {
         // What was queued before a requested disconnect still goes out
@@ -390,7 +626,26 @@ async fn run(
         }
         w.add_disconnect(&d);
         let _ = tokio::time::timeout(Duration::from_secs(5), w.flush()).await;
+        // A long-poll client gets the disconnect with its next poll, if
+        // that comes soon; commands are refused meanwhile.
+        if let (Sink::Poll(_), Some(inbox)) = (&w.sink, inbox.as_mut()) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while w.in_flight() > 0 {
+                    match inbox.recv().await {
+                        Some(b) if matches!(b.request, Request::Poll { .. }) => w.request(b),
+                        Some(b) => b.answer(Answer::Refused),
+                        None => break,
+                    }
+                }
+            })
+            .await;
+            if let Sink::Poll(p) = &mut w.sink {
+                p.answer_held(true);
+            }
+        }
     }
+    // Requests for this session from now on find no session.
+    drop(inbox);
     shared.open_streams.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -401,11 +656,20 @@ mod tests {
     fn writer(kind: Kind, encoding: Encoding) -> Writer {
         let (tx, _rx) = mpsc::channel(1);
         Writer {
-            tx,
-            in_flight: Arc::default(),
+            sink: Sink::Body {
+                tx,
+                in_flight: Arc::default(),
+                buf: Vec::new(),
+            },
             kind,
             encoding,
-            buf: Vec::new(),
+        }
+    }
+
+    fn buf(w: Writer) -> String {
+        match w.sink {
+            Sink::Body { buf, .. } => String::from_utf8(buf).unwrap(),
+            Sink::Poll(_) => unreachable!(),
         }
     }
 
@@ -428,7 +692,7 @@ mod tests {
         w.add(&ping).unwrap();
         w.add(&push).unwrap();
         assert_eq!(
-            String::from_utf8(w.buf).unwrap(),
+            buf(w),
             "{}\n{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"a\":1}}}}\n"
         );
 
@@ -436,22 +700,19 @@ mod tests {
         // data), but a message that held one would still be one event.
         let mut w = writer(Kind::Sse, Encoding::Json);
         w.add(&Bytes::from_static(b"{\"a\":\r\n1}")).unwrap();
-        assert_eq!(
-            String::from_utf8(w.buf).unwrap(),
-            "data: {\"a\":\ndata: \ndata: 1}\n\n"
-        );
+        assert_eq!(buf(w), "data: {\"a\":\ndata: \ndata: 1}\n\n");
 
         let mut w = writer(Kind::UniSse, Encoding::Json);
         w.add(&ping).unwrap();
         w.add(&push).unwrap();
         assert_eq!(
-            String::from_utf8(w.buf).unwrap(),
+            buf(w),
             "data: {}\n\ndata: {\"channel\":\"c\",\"pub\":{\"data\":{\"a\":1}}}\n\n"
         );
 
         let mut w = writer(Kind::UniHttpStream, Encoding::Json);
         w.add_disconnect(&DisconnectCode::SHUTDOWN.to_disconnect());
-        let line = String::from_utf8(w.buf).unwrap();
+        let line = buf(w);
         assert!(line.starts_with("{\"disconnect\":{\"code\":3001"), "{line}");
         assert!(line.ends_with("}\n"));
 
@@ -462,11 +723,49 @@ mod tests {
         .unwrap();
         let mut w = writer(Kind::HttpStream, Encoding::Protobuf);
         w.add(&proto).unwrap();
-        assert_eq!(
-            w.buf,
-            proto.to_vec(),
-            "protobuf goes length-prefixed, as is"
+        let Sink::Body { buf, .. } = w.sink else {
+            unreachable!()
+        };
+        assert_eq!(buf, proto.to_vec(), "protobuf goes length-prefixed, as is");
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_hands_out_what_it_was_not_acknowledged_once() {
+        let mut p = Polls::new(Duration::from_secs(60), Duration::from_secs(60));
+        p.add(Bytes::from_static(b"{\"a\":1}"));
+        p.add(Bytes::from_static(b"{}"));
+        let (b, mut first) = Batch::new(Request::Poll { ack: 0 });
+        p.poll(0, b);
+        let Ok(Answer::Poll(body)) = first.try_recv() else {
+            panic!("answered at once")
+        };
+        assert_eq!(&body[..], br#"{"seq":2,"messages":[{"a":1},{}]}"#);
+        // The same ack again (that answer was lost): the same messages.
+        let (b, mut again) = Batch::new(Request::Poll { ack: 0 });
+        p.poll(0, b);
+        assert!(matches!(again.try_recv(), Ok(Answer::Poll(b)) if b == body));
+        // Acknowledged: forgotten; nothing new, so the poll is held.
+        let (b, mut held) = Batch::new(Request::Poll { ack: 2 });
+        p.poll(2, b);
+        assert_eq!(p.bytes, 0);
+        assert!(held.try_recv().is_err());
+        p.add(Bytes::from_static(b"{\"b\":2}"));
+        p.answer_held(false);
+        assert!(
+            matches!(held.try_recv(), Ok(Answer::Poll(b)) if &b[..] == br#"{"seq":3,"messages":[{"b":2}]}"#)
         );
+        // A second poll answers the one held before it, empty.
+        let (b, mut one) = Batch::new(Request::Poll { ack: 3 });
+        p.poll(3, b);
+        let (b, _two) = Batch::new(Request::Poll { ack: 3 });
+        p.poll(3, b);
+        assert!(
+            matches!(one.try_recv(), Ok(Answer::Poll(b)) if &b[..] == br#"{"seq":3,"messages":[]}"#)
+        );
+        // Ahead of what was sent: refused.
+        let (b, mut ahead) = Batch::new(Request::Poll { ack: 9 });
+        p.poll(9, b);
+        assert_eq!(ahead.try_recv().ok(), Some(Answer::Refused));
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn config() -> String {
         "sse": { "enabled": true },
         "uni_http_stream": { "enabled": true },
         "uni_sse": { "enabled": true },
+        "long_poll": { "enabled": true, "poll_timeout": "2s", "session_timeout": "3s" },
         "channel": {
             "without_namespace": {
                 "presence": true,
@@ -385,6 +386,144 @@ fn curl_follows_a_channel_over_the_unidirectional_streams() {
         assert_eq!(r.status, 200);
         let rest = r.rest().await;
         assert!(rest.contains("\"disconnect\":{\"code\":3500"), "{rest}");
+    });
+}
+
+async fn post_json(addr: &str, path: &str, body: serde_json::Value) -> (u16, String) {
+    let r = request(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Connection", "close"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let status = r.status;
+    (status, r.rest().await)
+}
+
+/// A long-poll answer: its `seq` and messages.
+fn answer(status: u16, body: &str) -> (u64, Vec<serde_json::Value>) {
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    (
+        v["seq"].as_u64().unwrap(),
+        v["messages"].as_array().unwrap().clone(),
+    )
+}
+
+/// Long-poll: the opening request answers with the connect reply; polls
+/// are held until there is something (or the poll timeout), hand out every
+/// publication once and in order, give the same messages again to a poll
+/// that repeats its `ack` (a lost answer), and refuse an `ack` ahead of
+/// what was sent, garbage and forged sessions. A session nobody polls is
+/// closed after the session timeout.
+#[test]
+fn long_poll_delivers_every_message_once_in_order_and_survives_lost_answers() {
+    let (_server, url) = wshub_serve(&config());
+    let addr = host(&url);
+    runtime().block_on(async {
+        let (st, body) = post_json(
+            &addr,
+            "/connection/long_poll",
+            serde_json::json!({"id": 1, "connect": {"token": token("lp", &[])}}),
+        )
+        .await;
+        let (mut seq, msgs) = answer(st, &body);
+        let c = &msgs[0]["connect"];
+        let (session, node) = (
+            c["session"].as_str().unwrap().to_owned(),
+            c["node"].as_str().unwrap().to_owned(),
+        );
+        let sub = serde_json::json!({"id": 2, "subscribe": {"channel": "lp"}}).to_string();
+        assert_eq!(emulate(&addr, &session, &node, &sub).await.0, 204);
+        let poll = |ack: u64| {
+            let (addr, session, node) = (addr.clone(), session.clone(), node.clone());
+            async move {
+                post_json(
+                    &addr,
+                    "/connection/long_poll/poll",
+                    serde_json::json!({"session": session, "node": node, "ack": ack}),
+                )
+                .await
+            }
+        };
+        let (st, body) = poll(seq).await;
+        let (s2, msgs) = answer(st, &body);
+        assert_eq!(msgs[0]["id"], 2, "{body}");
+        assert!(msgs[0]["subscribe"].is_object(), "{body}");
+        seq = s2;
+        // Nothing to send: held for the poll timeout, then empty.
+        let t = Instant::now();
+        let (st, body) = poll(seq).await;
+        assert_eq!(answer(st, &body), (seq, vec![]));
+        assert!(
+            t.elapsed() >= Duration::from_millis(1900),
+            "{:?}",
+            t.elapsed()
+        );
+        // Publications while polling: each once, in order, across polls,
+        // with every other answer "lost" (the same ack polled again).
+        let publisher = {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                for n in 1..=30 {
+                    api(
+                        &addr,
+                        "publish",
+                        serde_json::json!({"channel": "lp", "data": {"n": n}}),
+                    )
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let mut got = Vec::new();
+        let mut lose = true;
+        let deadline = Instant::now() + WAIT;
+        while got.len() < 30 {
+            assert!(Instant::now() < deadline, "got only {got:?}");
+            let (st, body) = poll(seq).await;
+            let (next, msgs) = answer(st, &body);
+            if lose && !msgs.is_empty() {
+                lose = false;
+                continue; // this answer never reached the client
+            }
+            lose = true;
+            for m in msgs {
+                if let Some(n) = m["push"]["pub"]["data"]["n"].as_u64() {
+                    got.push(n);
+                }
+            }
+            seq = next;
+        }
+        publisher.await.unwrap();
+        assert_eq!(got, (1..=30).collect::<Vec<u64>>());
+        let (st, _) = poll(seq + 5).await;
+        assert_eq!(st, 400, "an ack ahead of what was sent");
+        for bad in [
+            serde_json::json!({"session": session}),
+            serde_json::json!("x"),
+        ] {
+            assert_eq!(
+                post_json(&addr, "/connection/long_poll/poll", bad).await.0,
+                400
+            );
+        }
+        let forged = serde_json::json!({"session": "forged", "node": node, "ack": 0});
+        assert_eq!(
+            post_json(&addr, "/connection/long_poll/poll", forged)
+                .await
+                .0,
+            404
+        );
+        // Nobody polls: the session is closed after the session timeout.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(poll(seq).await.0, 404);
+        assert_eq!(metric(&addr, "wshub_node_num_clients").await, 0);
     });
 }
 
