@@ -51,6 +51,10 @@ pub struct TokenArgs {
     /// Configuration file to take the HMAC secret from.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// A channel to subscribe the connection to on the server side (the
+    /// `channels` claim; what a unidirectional client follows). Repeatable.
+    #[arg(long = "channel")]
+    channels: Vec<String>,
 }
 
 /// `wshub publish` arguments.
@@ -246,8 +250,9 @@ pub fn gen_token(args: TokenArgs) -> Result<()> {
         bail!("no HMAC secret (client.token.hmac_secret_key is empty)");
     }
     let ttl = (args.ttl > 0).then(|| Duration::from_secs(args.ttl));
-    let token = wshub_hub::auth::generate_connection_token(&secret, &args.user, ttl, None, &[])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token =
+        wshub_hub::auth::generate_connection_token(&secret, &args.user, ttl, None, &args.channels)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{token}");
     Ok(())
 }

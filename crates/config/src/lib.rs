@@ -166,6 +166,8 @@ pub struct Config {
     pub uni_http_stream: UniHttpStreamConfig,
     /// `uni_sse`: unidirectional Server-Sent Events.
     pub uni_sse: UniSseConfig,
+    /// `uni_websocket`: unidirectional WebSocket.
+    pub uni_websocket: UniWebSocketConfig,
     /// `long_poll` (wshub only): long-polling, for proxies that buffer
     /// streamed responses.
     pub long_poll: LongPollConfig,
@@ -848,6 +850,70 @@ http_transport_section!(
     UniSseConfig,
     "/connection/uni_sse"
 );
+
+/// `uni_websocket` section: a plain WebSocket client sends one
+/// `ConnectRequest` (the first message, or the `cf_connect` query
+/// parameter) and then only receives bare pushes as text frames; the server
+/// pings with `{}` messages and with WebSocket pings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct UniWebSocketConfig {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `handler_prefix`: default `/connection/uni_websocket`.
+    pub handler_prefix: String,
+    /// `message_size_limit`: the largest message from the client (its
+    /// connect request), default 65536; over it the close is 1009.
+    pub message_size_limit: u64,
+    /// `decompressed_message_size_limit`: after inflate, 0 = 10 × the
+    /// message size limit.
+    pub decompressed_message_size_limit: u64,
+    /// `compression`: negotiate permessage-deflate.
+    pub compression: bool,
+    /// `compression_min_size`. Not applied by wshub; a warning when set.
+    pub compression_min_size: u32,
+    /// `compression_level`. Not applied by wshub; a warning when set.
+    pub compression_level: i32,
+    /// `read_buffer_size`. Not applied by wshub; a warning when set.
+    pub read_buffer_size: u32,
+    /// `write_buffer_size`. Not applied by wshub; a warning when set.
+    pub write_buffer_size: u32,
+    /// `use_write_buffer_pool`. Not applied by wshub; a warning when set.
+    pub use_write_buffer_pool: bool,
+    /// `write_timeout`: default 1s.
+    pub write_timeout: Duration,
+    /// `join_push_messages`: send the pushes of one write as one text
+    /// frame, separated by `\n`.
+    pub join_push_messages: bool,
+    /// `disable_closing_handshake`: close the socket without waiting for
+    /// the client's close frame.
+    pub disable_closing_handshake: bool,
+    /// `disable_disconnect_push`: only the close frame tells the code and
+    /// reason, no `{"disconnect":...}` push before it.
+    pub disable_disconnect_push: bool,
+}
+
+impl Default for UniWebSocketConfig {
+    fn default() -> Self {
+        UniWebSocketConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_websocket".into(),
+            message_size_limit: 65_536,
+            decompressed_message_size_limit: 0,
+            compression: false,
+            compression_min_size: 0,
+            compression_level: 1,
+            read_buffer_size: 0,
+            write_buffer_size: 0,
+            use_write_buffer_pool: false,
+            write_timeout: Duration::from_secs(1),
+            join_push_messages: false,
+            disable_closing_handshake: false,
+            disable_disconnect_push: false,
+        }
+    }
+}
 
 /// `long_poll` section (wshub only, not a Centrifugo key): the client opens
 /// a session with a POST of its connect command, then fetches what the

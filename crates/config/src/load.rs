@@ -487,10 +487,6 @@ fn parse_env(
 /// `*` for any one key.
 const FEATURE_SWITCHES: &[(&str, &str)] = &[
     ("webtransport.enabled", "the WebTransport transport"),
-    (
-        "uni_websocket.enabled",
-        "the unidirectional WebSocket transport",
-    ),
     ("uni_grpc.enabled", "the unidirectional gRPC transport"),
     ("grpc_api.enabled", "the gRPC server API"),
     ("admin.enabled", "the admin web interface"),
@@ -638,6 +634,11 @@ const IGNORED_KNOWN: &[&str] = &[
     "websocket.read_buffer_size",
     "websocket.write_buffer_size",
     "websocket.use_write_buffer_pool",
+    "uni_websocket.compression_min_size",
+    "uni_websocket.compression_level",
+    "uni_websocket.read_buffer_size",
+    "uni_websocket.write_buffer_size",
+    "uni_websocket.use_write_buffer_pool",
     // Every endpoint is on the one external port already.
     "http_api.external",
     // The binary's `--log` flag and `RUST_LOG` set the log filter.
@@ -674,7 +675,6 @@ const UNSUPPORTED: &[&str] = &[
     "grpc_api",
     "consumers",
     "webtransport",
-    "uni_websocket",
     "uni_grpc",
     "admin",
     "swagger",

@@ -820,6 +820,8 @@ fn the_http_fallback_transports_read_their_v6_keys() {
         "sse": {"enabled": true, "handler_prefix": "/sse"},
         "uni_sse": {"enabled": true},
         "uni_http_stream": {"enabled": true},
+        "uni_websocket": {"enabled": true, "join_push_messages": true},
+        "long_poll": {"enabled": true, "poll_timeout": "10s"},
         "emulation": {"handler_prefix": "/emu"},
     }))
     .unwrap();
@@ -838,6 +840,11 @@ fn the_http_fallback_transports_read_their_v6_keys() {
     );
     assert_eq!(c.emulation.handler_prefix, "/emu");
     assert_eq!(c.emulation.max_request_body_size, 65_536);
+    assert!(c.uni_websocket.enabled && c.uni_websocket.join_push_messages);
+    assert_eq!(c.uni_websocket.handler_prefix, "/connection/uni_websocket");
+    assert!(c.long_poll.enabled);
+    assert_eq!(c.long_poll.poll_timeout.as_std().as_secs(), 10);
+    assert_eq!(c.long_poll.session_timeout.as_std().as_secs(), 15);
     let p = refused_paths(serde_json::json!({"sse": {"handler_prefix": "sse"}}));
     assert_eq!(p, ["sse.handler_prefix"]);
 }

@@ -429,6 +429,10 @@ impl Config {
             ),
             (&self.uni_sse.handler_prefix, "uni_sse.handler_prefix"),
             (&self.long_poll.handler_prefix, "long_poll.handler_prefix"),
+            (
+                &self.uni_websocket.handler_prefix,
+                "uni_websocket.handler_prefix",
+            ),
         ] {
             if !prefix.starts_with('/') {
                 e.push(path, "must start with '/'");

@@ -29,6 +29,26 @@ pub enum UniMessage {
     Skip,
 }
 
+/// What a unidirectional client is told when its connect failed: a
+/// disconnect (it has no command to get an error reply for), mapped as
+/// Centrifugo maps it: an expired token 3005 (get a new one and
+/// reconnect), too many requests 3013, permission denied 3507, any other
+/// error 3004 (reconnect later).
+pub fn connect_error_disconnect(e: &Error) -> Disconnect {
+    use crate::{DisconnectCode, ErrorCode};
+    let code = match ErrorCode(e.code) {
+        ErrorCode::TOKEN_EXPIRED | ErrorCode::EXPIRED => DisconnectCode::EXPIRED,
+        ErrorCode::TOO_MANY_REQUESTS => DisconnectCode::TOO_MANY_REQUESTS,
+        ErrorCode::PERMISSION_DENIED => DisconnectCode::PERMISSION_DENIED,
+        _ => DisconnectCode::SERVER_ERROR,
+    };
+    let mut d = code.to_disconnect();
+    if d.reason.is_empty() {
+        d.reason = e.message.clone();
+    }
+    d
+}
+
 /// The push form of a connect result.
 impl From<ConnectResult> for Connect {
     fn from(r: ConnectResult) -> Self {

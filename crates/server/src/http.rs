@@ -58,7 +58,11 @@ pub(crate) async fn route(
         });
     }
     Ok(if path == ws_path && !cfg.websocket.disabled {
-        websocket(shared, peer, req)
+        websocket(shared, peer, req, false)
+    } else if cfg.uni_websocket.enabled
+        && path == cfg.uni_websocket.handler_prefix.trim_end_matches('/')
+    {
+        websocket(shared, peer, req, true)
     } else if !cfg.http_api.disabled
         && (path == api_prefix || path.starts_with(&format!("{api_prefix}/")))
     {
@@ -216,7 +220,16 @@ fn wildcard(pattern: &str, s: &str) -> bool {
 /// checked after authentication, at the connect command; a refused
 /// handshake is a transient error the SDKs retry with backoff.) The IP is
 /// the TCP peer; proxy headers are not trusted.
-fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+///
+/// `uni`: the `uni_websocket` endpoint (JSON only; a `cf_connect` query
+/// parameter that is not a connect request is answered 400 before the
+/// upgrade; WebSocket pings every `client.ping_interval` find dead peers).
+fn websocket(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    uni: bool,
+) -> Response<Body> {
     let cfg = shared.node.config().clone();
     let origin = req
         .headers()
@@ -240,31 +253,90 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
             return r;
         }
     };
-    let query_protobuf = req
-        .uri()
-        .query()
-        .map(|q| {
+    let query = |name: &str| {
+        req.uri().query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
-                .any(|(k, v)| k == "format" && Encoding::from_query_value(&v) == Encoding::Protobuf)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
         })
-        .unwrap_or(false);
+    };
+    let query_protobuf = !uni
+        && query("format").is_some_and(|v| Encoding::from_query_value(&v) == Encoding::Protobuf);
+    let uni_mode = if uni {
+        let u = &cfg.uni_websocket;
+        let connect = match query("cf_connect") {
+            None => None,
+            Some(v) => match serde_json::from_str::<Option<wshub_protocol::ConnectRequest>>(&v) {
+                Ok(c) => Some(c.unwrap_or_default()),
+                Err(_) => return text(StatusCode::BAD_REQUEST, "invalid connect request"),
+            },
+        };
+        Some(Box::new(crate::ws::Uni {
+            connect,
+            join: u.join_push_messages,
+            disconnect_push: !u.disable_disconnect_push,
+            closing_handshake: !u.disable_closing_handshake,
+        }))
+    } else {
+        None
+    };
     // `websocket.message_size_limit` bounds each frame on the wire and,
     // unless `decompressed_message_size_limit` is set, the whole message
-    // after inflate; over it the engine closes with 1009.
+    // after inflate; over it the engine closes with 1009. The same keys of
+    // `uni_websocket` (whose inflated limit defaults to 10 × the wire one,
+    // as in Centrifugo).
+    let (wire, inflated, compression) = if uni {
+        let u = &cfg.uni_websocket;
+        let inflated = match u.decompressed_message_size_limit {
+            0 => u.message_size_limit.saturating_mul(10),
+            n => n,
+        };
+        (u.message_size_limit, inflated, u.compression)
+    } else {
+        let w = &cfg.websocket;
+        (
+            w.message_size_limit,
+            w.decompressed_message_size_limit,
+            w.compression,
+        )
+    };
     let mut limits = wshub_ws::Limits::default();
-    let wire = cfg.websocket.message_size_limit as usize;
+    let wire = usize::try_from(wire).unwrap_or(usize::MAX);
     if wire > 0 {
         limits.max_frame_size = wire;
         limits.max_message_size = wire;
     }
-    match cfg.websocket.decompressed_message_size_limit as usize {
+    match usize::try_from(inflated).unwrap_or(usize::MAX) {
         0 => {}
         inflated => limits.max_message_size = inflated,
     }
-    let mut opts = ServerOptions::default()
-        .subprotocols([Encoding::PROTOBUF_SUBPROTOCOL, Encoding::JSON_SUBPROTOCOL])
-        .ws(wshub_ws::Options::default().limits(limits));
-    if cfg.websocket.compression {
+    let mut ws_opts = wshub_ws::Options::default().limits(limits);
+    if uni {
+        // The client answers no protocol ping: WebSocket pings find a
+        // dead peer (Centrifugo's defaults when the intervals are 0).
+        let c = &cfg.client;
+        let every = c.ping_interval.as_std();
+        let every = if every.is_zero() {
+            std::time::Duration::from_secs(25)
+        } else {
+            every
+        };
+        let timeout = c.pong_timeout.as_std();
+        let timeout = if timeout.is_zero() {
+            std::time::Duration::from_secs(10)
+        } else {
+            timeout
+        };
+        ws_opts = ws_opts.keepalive(Some(wshub_ws::KeepAlive {
+            interval: every,
+            timeout,
+        }));
+    }
+    let mut opts = ServerOptions::default().ws(ws_opts);
+    if !uni {
+        opts = opts.subprotocols([Encoding::PROTOBUF_SUBPROTOCOL, Encoding::JSON_SUBPROTOCOL]);
+    }
+    if compression {
         // Broadcast frames stay pre-encoded and uncompressed (RSV1 clear),
         // which permessage-deflate allows; replies may be compressed.
         opts = opts.deflate(Some(wshub_ws::DeflateConfig::default()));
@@ -285,7 +357,7 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
                             .protocol()
                             .and_then(Encoding::from_subprotocol)
                             .is_some_and(|e| e == Encoding::Protobuf);
-                        let encoding = if sub_protobuf || query_protobuf {
+                        let encoding = if !uni && (sub_protobuf || query_protobuf) {
                             Encoding::Protobuf
                         } else {
                             Encoding::Json
@@ -297,7 +369,7 @@ fn websocket(shared: Arc<Shared>, peer: SocketAddr, mut req: Request<Incoming>) 
                         return;
                     }
                 };
-                crate::ws::serve(shared, halves, encoding).await;
+                crate::ws::serve(shared, halves, encoding, uni_mode).await;
             };
             tokio::spawn(task);
             resp.map(|b| b.map_err(|never| match never {}).boxed())

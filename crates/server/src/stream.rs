@@ -279,7 +279,9 @@ impl Writer {
         if self.kind.unidirectional() {
             match unidirectional::to_push(self.encoding, message) {
                 Ok(UniMessage::Push(p)) => self.put(p),
-                Ok(UniMessage::Error(e)) => return Err(uni_connect_error(e.code, &e.message)),
+                Ok(UniMessage::Error(e)) => {
+                    return Err(unidirectional::connect_error_disconnect(&e))
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot re-encode a message as a push"),
             }
@@ -388,25 +390,6 @@ impl Writer {
             _ => batch.answer(Answer::Refused),
         }
     }
-}
-
-/// A unidirectional client learns that its connect failed from a
-/// disconnect, mapped as Centrifugo maps it: an expired token 3005 (get a
-/// new one and reconnect), too many requests 3013, permission denied 3507,
-/// any other error 3004 (reconnect).
-fn uni_connect_error(code: u32, message: &str) -> Disconnect {
-    use wshub_protocol::ErrorCode;
-    let code = match wshub_protocol::ErrorCode(code) {
-        ErrorCode::TOKEN_EXPIRED | ErrorCode::EXPIRED => DisconnectCode::EXPIRED,
-        ErrorCode::TOO_MANY_REQUESTS => DisconnectCode::TOO_MANY_REQUESTS,
-        ErrorCode::PERMISSION_DENIED => DisconnectCode::PERMISSION_DENIED,
-        _ => DisconnectCode::SERVER_ERROR,
-    };
-    let mut d = code.to_disconnect();
-    if d.reason.is_empty() {
-        d.reason = message.to_owned();
-    }
-    d
 }
 
 /// Starts a stream: the response to return now, and the task that feeds

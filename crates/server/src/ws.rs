@@ -9,6 +9,13 @@
 //! (1009), the close handshake, and the write timeout of a socket that does
 //! not drain.
 //!
+//! The same task serves `uni_websocket`, Centrifugo's unidirectional
+//! WebSocket ([`Uni`]): the client's one `ConnectRequest` (its first
+//! message, or the `cf_connect` query parameter), then only bare pushes as
+//! text frames; anything else the client sends is read and dropped. Dead
+//! peers are found by WebSocket pings (the engine's keepalive), since a
+//! unidirectional client answers no protocol ping.
+//!
 //! The connection is split: the task owns the reader and the writer, and a
 //! [`WsSender`] is registered on the session's queue as its
 //! [`DirectWrite`], so the fan-out can write a publication to an idle
@@ -25,7 +32,8 @@ use wshub_hub::metrics::ClientLimit;
 use wshub_hub::node::Node;
 use wshub_hub::outbound::DirectWrite;
 use wshub_hub::session::{Session, TransportInfo};
-use wshub_protocol::{Disconnect, DisconnectCode, Encoding};
+use wshub_protocol::unidirectional::{self, UniMessage};
+use wshub_protocol::{ConnectRequest, Disconnect, DisconnectCode, Encoding};
 use wshub_ws::{CloseCode, Message, Utf8Bytes, WsError, WsReader, WsSender, WsWriter};
 
 #[cfg(doc)]
@@ -35,9 +43,27 @@ use crate::Shared;
 
 const FAR: Duration = Duration::from_secs(86400 * 365);
 
+/// How a `uni_websocket` client is served (boxed in the task: WebSocket
+/// connections, the many, carry only a pointer's room for it).
+#[derive(Debug, Default)]
+pub(crate) struct Uni {
+    /// The connect request from the `cf_connect` query parameter, if given.
+    pub connect: Option<ConnectRequest>,
+    /// `uni_websocket.join_push_messages`.
+    pub join: bool,
+    /// Not `uni_websocket.disable_disconnect_push`.
+    pub disconnect_push: bool,
+    /// Not `uni_websocket.disable_closing_handshake`.
+    pub closing_handshake: bool,
+}
+
 /// What this transport is, for the session.
-fn transport(encoding: Encoding) -> TransportInfo {
-    TransportInfo::bidirectional("websocket", encoding)
+fn transport(encoding: Encoding, uni: bool) -> TransportInfo {
+    if uni {
+        TransportInfo::unidirectional("uni_websocket", Encoding::Json)
+    } else {
+        TransportInfo::bidirectional("websocket", encoding)
+    }
 }
 
 /// One protocol message as a WebSocket message: text for JSON (the
@@ -63,11 +89,66 @@ fn feed<S>(ws: &mut WsWriter<S>, encoding: Encoding, payload: Bytes) -> Result<(
     }
 }
 
+/// Why a batch of messages could not be written.
+enum WriteError {
+    /// The connection is gone.
+    Closed,
+    /// End the session with this (a unidirectional connect that failed).
+    Disconnect(Disconnect),
+}
+
+/// Frames the messages of one `take_output`: as they are, or for a
+/// unidirectional client as bare pushes (one frame each, or all in one
+/// frame, `\n`-separated, with `join`).
+fn write_all<S>(
+    ws: &mut WsWriter<S>,
+    encoding: Encoding,
+    uni: Option<&Uni>,
+    messages: Vec<Bytes>,
+) -> Result<(), WriteError> {
+    let Some(u) = uni else {
+        for m in messages {
+            feed(ws, encoding, m).map_err(|_| WriteError::Closed)?;
+        }
+        return Ok(());
+    };
+    let mut joined: Vec<u8> = Vec::new();
+    for m in &messages {
+        let push = match unidirectional::to_push(Encoding::Json, m) {
+            Ok(UniMessage::Push(p)) => p,
+            Ok(UniMessage::Error(e)) => {
+                return Err(WriteError::Disconnect(
+                    unidirectional::connect_error_disconnect(&e),
+                ))
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-encode a message as a push");
+                continue;
+            }
+        };
+        if u.join && messages.len() > 1 {
+            if !joined.is_empty() {
+                joined.push(b'\n');
+            }
+            joined.extend_from_slice(&push);
+        } else {
+            feed(ws, Encoding::Json, push).map_err(|_| WriteError::Closed)?;
+        }
+    }
+    if !joined.is_empty() {
+        feed(ws, Encoding::Json, Bytes::from(joined)).map_err(|_| WriteError::Closed)?;
+    }
+    Ok(())
+}
+
 /// The fan-out's way onto this connection's socket (see the module doc).
 struct Direct<S> {
     sender: WsSender<S>,
     encoding: Encoding,
     node: Arc<Node>,
+    /// A unidirectional client: send the bare push.
+    uni: bool,
 }
 
 impl<S> DirectWrite for Direct<S>
@@ -75,6 +156,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     fn try_write(&self, payload: Bytes) -> Result<usize, ()> {
+        let payload = if self.uni {
+            // A publication's shared frame: sliced, not decoded.
+            match unidirectional::to_push(Encoding::Json, &payload) {
+                Ok(UniMessage::Push(p)) => p,
+                _ => return Ok(0),
+            }
+        } else {
+            payload
+        };
         let len = payload.len() as u64;
         let Some(msg) = message(self.encoding, payload) else {
             return Ok(0);
@@ -97,22 +187,37 @@ pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     (mut reader, mut ws): (WsReader<S>, WsWriter<S>),
     encoding: Encoding,
+    mut uni: Option<Box<Uni>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.open_ws.fetch_add(1, Ordering::Relaxed);
     let node = shared.node.clone();
-    let write_timeout = match node.config().websocket.write_timeout.as_std() {
+    let write_timeout = match uni {
+        Some(_) => node.config().uni_websocket.write_timeout.as_std(),
+        None => node.config().websocket.write_timeout.as_std(),
+    };
+    let write_timeout = match write_timeout {
         d if d.is_zero() => FAR,
         d => d.max(Duration::from_millis(100)),
     };
-    let mut session = Session::new(node.clone(), transport(encoding), std::time::Instant::now());
+    let mut session = Session::new(
+        node.clone(),
+        transport(encoding, uni.is_some()),
+        std::time::Instant::now(),
+    );
     let handle = session.handle().clone();
     handle.set_direct(Some(Arc::new(Direct {
         sender: ws.sender(),
         encoding,
         node: node.clone(),
+        uni: uni.is_some(),
     })));
+    // A unidirectional client's connect request, from the URL.
+    let mut opened: Result<(), Disconnect> = Ok(());
+    if let Some(req) = uni.as_mut().and_then(|u| u.connect.take()) {
+        opened = Box::pin(session.connect_unidirectional(req)).await;
+    }
     let mut shutdown = shared.shutdown.clone();
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
@@ -120,6 +225,9 @@ pub(crate) async fn serve<S>(
     }
 
     let disconnect: Option<Disconnect> = 'outer: loop {
+        if let Err(d) = std::mem::replace(&mut opened, Ok(())) {
+            break Some(d);
+        }
         let wake = session
             .poll_timeout()
             .map_or_else(|| Instant::now() + FAR, Instant::from_std);
@@ -149,7 +257,20 @@ pub(crate) async fn serve<S>(
                     }
                     Some(Ok(msg)) => msg,
                 };
-                if let Err(d) = Box::pin(session.handle_data(msg.as_bytes())).await {
+                if uni.is_some() {
+                    // One connect request; whatever comes after it is
+                    // dropped, as Centrifugo does.
+                    if session.is_connected() {
+                        continue;
+                    }
+                    let req = match serde_json::from_slice::<Option<ConnectRequest>>(msg.as_bytes()) {
+                        Ok(r) => r.unwrap_or_default(),
+                        Err(_) => break Some(DisconnectCode::BAD_REQUEST.to_disconnect()),
+                    };
+                    if let Err(d) = Box::pin(session.connect_unidirectional(req)).await {
+                        break Some(d);
+                    }
+                } else if let Err(d) = Box::pin(session.handle_data(msg.as_bytes())).await {
                     break Some(d);
                 }
             }
@@ -167,10 +288,10 @@ pub(crate) async fn serve<S>(
         // actions from the node may add more.
         loop {
             let out = session.take_output();
-            for m in out.messages {
-                if feed(&mut ws, encoding, m).is_err() {
-                    break 'outer None;
-                }
+            match write_all(&mut ws, encoding, uni.as_deref(), out.messages) {
+                Ok(()) => {}
+                Err(WriteError::Closed) => break 'outer None,
+                Err(WriteError::Disconnect(d)) => break 'outer Some(d),
             }
             // What the engine holds unwritten stays counted against
             // `client.queue_max_size` until the socket takes it.
@@ -183,9 +304,12 @@ pub(crate) async fn serve<S>(
             }
             if let Err(d) = Box::pin(session.apply_actions()).await {
                 // What the actions queued before still goes out.
-                for m in session.take_output().messages {
-                    let _ = feed(&mut ws, encoding, m);
-                }
+                let _ = write_all(
+                    &mut ws,
+                    encoding,
+                    uni.as_deref(),
+                    session.take_output().messages,
+                );
                 break 'outer Some(d);
             }
         }
@@ -219,12 +343,21 @@ pub(crate) async fn serve<S>(
     if let Some(d) = disconnect {
         // Messages queued before a requested disconnect still go out,
         // except for a slow consumer (its queue was dropped).
-        for m in handle.drain().frames {
-            let _ = feed(&mut ws, encoding, m);
+        let _ = write_all(&mut ws, encoding, uni.as_deref(), handle.drain().frames);
+        let mut wait = Duration::from_secs(5);
+        if let Some(u) = uni.as_deref() {
+            // A unidirectional client reads the code from a push first.
+            if u.disconnect_push {
+                if let Ok(p) = unidirectional::encode_disconnect_push(Encoding::Json, &d) {
+                    let _ = feed(&mut ws, Encoding::Json, p);
+                }
+            }
+            if !u.closing_handshake {
+                wait = Duration::from_millis(100);
+            }
         }
         let (code, reason) = d.close_frame();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), ws.close(CloseCode(code), reason)).await;
+        let _ = tokio::time::timeout(wait, ws.close(CloseCode(code), reason)).await;
     }
     shared.open_ws.fetch_sub(1, Ordering::Relaxed);
 }

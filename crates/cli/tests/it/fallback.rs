@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::sdk_interop::wshub_serve;
-use crate::support::{proc_status, Proc};
+use crate::support::{proc_status, python_script, require_python, Proc};
 
 const SECRET: &str = "fallback-secret";
 const ALLOWED: &str = "http://allowed.example";
@@ -31,6 +31,7 @@ fn config() -> String {
         "uni_http_stream": { "enabled": true },
         "uni_sse": { "enabled": true },
         "long_poll": { "enabled": true, "poll_timeout": "2s", "session_timeout": "3s" },
+        "uni_websocket": { "enabled": true },
         "channel": {
             "without_namespace": {
                 "presence": true,
@@ -525,6 +526,70 @@ fn long_poll_delivers_every_message_once_in_order_and_survives_lost_answers() {
         assert_eq!(poll(seq).await.0, 404);
         assert_eq!(metric(&addr, "wshub_node_num_clients").await, 0);
     });
+}
+
+/// A plain WebSocket client (Python `websockets`) follows a channel over
+/// `uni_websocket`, with the connect request as its first message or in
+/// `cf_connect`: a connect push, each publication as a bare push in a text
+/// frame, and on a server-side disconnect a disconnect push and the same
+/// code in the close frame. A connect message that is not one closes 3501.
+#[test]
+fn a_plain_websocket_client_follows_a_channel_over_uni_websocket() {
+    require_python();
+    let (server, url) = wshub_serve(&config());
+    let addr = host(&url);
+    let ws_url = format!("ws://{addr}/connection/uni_websocket");
+    let connect = serde_json::json!({ "token": token("dave", &["ticker"]) }).to_string();
+    let spawn = |args: Vec<String>| {
+        let mut cmd = python_script("py_uni_websocket.py");
+        cmd.args(args);
+        Proc::spawn("py_uni_websocket.py", cmd)
+    };
+    let mut first_msg = spawn(vec![ws_url.clone(), connect.clone()]);
+    let mut in_url = spawn(vec![format!(
+        "{ws_url}?cf_connect={}",
+        url_escape(&connect)
+    )]);
+    let mut bad = spawn(vec![ws_url.clone(), "{not json".into()]);
+    for p in [&mut first_msg, &mut in_url] {
+        let line = p.next_line(WAIT);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["connect"]["subs"]["ticker"].is_object(), "{line}");
+    }
+    assert_eq!(
+        bad.next_line(WAIT),
+        r#"{"disconnect":{"code":3501,"reason":"bad request"}}"#
+    );
+    assert_eq!(bad.next_line(WAIT), "closed 3501 bad request");
+    let rt = runtime();
+    rt.block_on(async {
+        for n in 1..=3 {
+            api(
+                &addr,
+                "publish",
+                serde_json::json!({"channel": "ticker", "data": {"n": n}}),
+            )
+            .await;
+        }
+    });
+    for p in [&mut first_msg, &mut in_url] {
+        for n in 1..=3 {
+            let line = p.next_line(WAIT);
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["channel"], "ticker", "{line}");
+            assert_eq!(v["pub"]["data"]["n"], n, "{line}");
+        }
+    }
+    rt.block_on(async {
+        let d = serde_json::json!({"user": "dave", "disconnect": {"code": 4001, "reason": "bye"}});
+        api(&addr, "disconnect", d).await;
+    });
+    for p in [&mut first_msg, &mut in_url] {
+        let line = p.next_line(WAIT);
+        assert!(line.starts_with("{\"disconnect\":{\"code\":4001"), "{line}");
+        assert_eq!(p.next_line(WAIT), "closed 4001 bye");
+    }
+    drop(server);
 }
 
 /// The emulation endpoint runs an http_stream session's commands and
