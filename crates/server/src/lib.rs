@@ -2,7 +2,11 @@
 //!
 //! **Owns:** the listener and HTTP/1.1 connections (hyper), the routes —
 //! `GET /connection/websocket` (the Centrifugo client protocol v2 over
-//! WebSocket, JSON or protobuf), `POST /api/<method>` and `POST /api` (the
+//! WebSocket, JSON or protobuf), the transports for clients that cannot use
+//! WebSocket (`http_stream`, `sse`, `uni_websocket`, `uni_sse`,
+//! `uni_http_stream`, `long_poll`, and `POST /emulation` for the commands
+//! of the bidirectional ones; see `stream` and `fallback`), `POST
+//! /api/<method>` and `POST /api` (the
 //! Centrifugo server API), `/health`, `/ready`, `/metrics` (Prometheus
 //! text) and the embedded demo pages at `/` — origin checks, API keys and
 //! the graceful drain on shutdown, and TLS (`https://`, `wss://`) when
