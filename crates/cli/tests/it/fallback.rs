@@ -592,6 +592,159 @@ fn a_plain_websocket_client_follows_a_channel_over_uni_websocket() {
     drop(server);
 }
 
+/// The limits a WebSocket client has hold over the HTTP transports too: the
+/// channel limit (106), the command rate (111, then 3013 for a flood), the
+/// per-user connection limit (3504), and the queue bound: a stream whose
+/// client stops reading while publications pile up is a slow consumer
+/// (3008) and its session ends.
+#[test]
+fn websocket_limits_hold_on_the_http_transports() {
+    let mut cfg: serde_json::Value = serde_json::from_str(&config()).unwrap();
+    cfg["client"]["channel_limit"] = 2.into();
+    cfg["client"]["user_connection_limit"] = 2.into();
+    cfg["client"]["queue_max_size"] = 262_144.into();
+    cfg["limits"] = serde_json::json!({"commands_per_second": 2, "commands_burst": 4, "command_flood_disconnect": 6});
+    let (_server, url) = wshub_serve(&cfg.to_string());
+    let addr = host(&url);
+    runtime().block_on(async {
+        let tok = token("erin", &[]);
+        let (mut a, _, session, node) = http_stream(&addr, serde_json::json!({"token": tok})).await;
+        // Channel limit: the third subscribe is refused.
+        let subs = (0..3)
+            .map(|i| {
+                format!(
+                    "{{\"id\":{},\"subscribe\":{{\"channel\":\"c{i}\"}}}}",
+                    i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(emulate(&addr, &session, &node, &subs).await.0, 204);
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            let r = a.next().await.unwrap();
+            codes.push(r["error"]["code"].as_u64().unwrap_or(0));
+        }
+        assert_eq!(codes, [0, 0, 106], "channel limit");
+        // Command rate: the burst is spent; further commands get 111, and a
+        // flood ends the session with 3013.
+        let mut refused = 0;
+        let mut closed = None;
+        for id in 10..30 {
+            let cmd = format!("{{\"id\":{id},\"presence_stats\":{{\"channel\":\"c0\"}}}}");
+            let (st, _) = emulate(&addr, &session, &node, &cmd).await;
+            if st == 404 {
+                break;
+            }
+            let r = a.next().await.unwrap();
+            if r["error"]["code"] == 111 {
+                refused += 1;
+            }
+            if let Some(code) = r["push"]["disconnect"]["code"].as_u64() {
+                closed = Some(code);
+                break;
+            }
+        }
+        if closed.is_none() {
+            while let Some(r) = a.message().await {
+                if let Some(code) = r["push"]["disconnect"]["code"].as_u64() {
+                    closed = Some(code);
+                    break;
+                }
+            }
+        }
+        assert!(refused >= 1, "no command refused by the rate");
+        assert_eq!(closed, Some(3013), "a command flood ends the session");
+        // Per-user connections: a third one for erin is refused with 3504.
+        let (_b, _, _, _) = http_stream(&addr, serde_json::json!({"token": tok})).await;
+        let (_c, _, _, _) = http_stream(&addr, serde_json::json!({"token": tok})).await;
+        let body = serde_json::json!({"id": 1, "connect": {"token": tok}}).to_string();
+        let r = request(
+            &addr,
+            "POST",
+            "/connection/http_stream",
+            &[],
+            body.as_bytes(),
+        )
+        .await;
+        let rest = r.rest().await;
+        assert!(rest.contains("\"code\":3504"), "{rest}");
+        // Queue bound: frank subscribes over SSE and never reads; once the
+        // socket buffers are full, publications pile up past the 256 KiB
+        // bound and the session is gone as a slow consumer, while grace,
+        // who reads, keeps up.
+        let frank = token("frank", &["big"]);
+        let q = url_escape(&serde_json::json!({"id": 1, "connect": {"token": frank}}).to_string());
+        let mut f = request(
+            &addr,
+            "GET",
+            &format!("/connection/sse?cf_connect={q}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert!(f.next().await.unwrap()["connect"]["subs"]["big"].is_object());
+        let slow_before = metric(&addr, "wshub_client_slow_disconnects_total").await;
+        let grace = token("grace", &["big"]);
+        let q = url_escape(&serde_json::json!({"id": 1, "connect": {"token": grace}}).to_string());
+        let mut g = request(
+            &addr,
+            "GET",
+            &format!("/connection/sse?cf_connect={q}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert!(g.next().await.unwrap()["connect"]["subs"]["big"].is_object());
+        let reader = tokio::spawn(async move {
+            let mut got = 0u64;
+            while let Some(m) = g.message().await {
+                if m["push"]["pub"].is_object() {
+                    got += 1;
+                }
+                if let Some(code) = m["push"]["disconnect"]["code"].as_u64() {
+                    return (got, Some(code));
+                }
+            }
+            (got, None)
+        });
+        let blob = "x".repeat(32 * 1024);
+        let t = Instant::now();
+        let mut n = 0u64;
+        while metric(&addr, "wshub_client_slow_disconnects_total").await == slow_before {
+            assert!(
+                t.elapsed() < WAIT,
+                "not disconnected after {n} publications of 32 KiB"
+            );
+            api(
+                &addr,
+                "publish",
+                serde_json::json!({"channel": "big", "data": {"blob": blob}}),
+            )
+            .await;
+            n += 1;
+        }
+        eprintln!(
+            "the client that does not read was a slow consumer after {n} publications of 32 KiB"
+        );
+        assert_eq!(
+            metric(&addr, "wshub_client_slow_disconnects_total").await,
+            slow_before + 1
+        );
+        drop(f);
+        // Grace, who reads, got every publication and is still there.
+        api(
+            &addr,
+            "disconnect",
+            serde_json::json!({"user": "grace", "disconnect": {"code": 4000, "reason": "done"}}),
+        )
+        .await;
+        let (got, code) = reader.await.unwrap();
+        assert_eq!(code, Some(4000));
+        assert_eq!(got, n, "the reading client got every publication");
+    });
+}
+
 /// The emulation endpoint runs an http_stream session's commands and
 /// answers each 204 once they ran, while forged, stolen and malformed
 /// requests get clear errors and leave the session alone.
