@@ -7,6 +7,7 @@
 //! Every process is killed when its guard drops; every wait is bounded.
 
 mod api;
+mod emulation;
 mod failures;
 mod multi_node;
 
@@ -534,12 +535,33 @@ impl Nginx {
         let example = std::fs::read_to_string(repo_root().join("deploy/nginx/wshub.conf"))
             .expect("deploy/nginx/wshub.conf");
         let port = free_port();
-        let mut conf = example.replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
-        for (i, n) in nodes.iter().enumerate() {
-            let from = format!("127.0.0.1:800{}", i + 1);
-            assert!(conf.contains(&from), "{from} not in the example");
-            conf = conf.replace(&from, &n.addr.to_string());
+        let example = example.replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
+        // Line by line: node N takes the line of `127.0.0.1:800N`; the
+        // lines of nodes that do not exist go (nginx would try them).
+        let mut conf = String::new();
+        let mut placed = 0;
+        for line in example.lines() {
+            match (1..=9).find(|k| line.contains(&format!("127.0.0.1:800{k}"))) {
+                Some(k) => {
+                    if let Some(n) = nodes.get(k - 1) {
+                        conf.push_str(
+                            &line.replace(&format!("127.0.0.1:800{k}"), &n.addr.to_string()),
+                        );
+                        conf.push('\n');
+                        placed += 1;
+                    }
+                }
+                None => {
+                    conf.push_str(line);
+                    conf.push('\n');
+                }
+            }
         }
+        assert_eq!(
+            placed,
+            nodes.len(),
+            "not every node has a server line in the example"
+        );
         let dir = temp_dir("nginx");
         std::fs::write(dir.join("wshub.conf"), conf).expect("write");
         let d = dir.display();
