@@ -32,6 +32,21 @@ if (!baseUrl.startsWith('http://') || !secret) {
   process.exit(2);
 }
 const wsUrl = baseUrl.replace(/^http/, 'ws') + '/connection/websocket';
+// --transport websocket (default) | http_stream | sse: the SDK's HTTP
+// fallbacks, with no WebSocket given to it at all (as where it is blocked).
+const transport = arg('--transport', 'WSHUB_TRANSPORT') || 'websocket';
+if (!['websocket', 'http_stream', 'sse'].includes(transport)) {
+  console.error(`unknown --transport ${transport}`);
+  process.exit(2);
+}
+function transportOptions() {
+  if (transport === 'websocket') return { endpoint: wsUrl, options: { websocket: WebSocket } };
+  const endpoint = [{ transport, endpoint: `${baseUrl}/connection/${transport}` }];
+  // In Node the emulation endpoint must be absolute; SSE needs an EventSource.
+  const options = { emulationEndpoint: `${baseUrl}/emulation` };
+  if (transport === 'sse') options.eventsource = require('eventsource').EventSource;
+  return { endpoint, options };
+}
 
 function fail(msg) {
   console.error('FAIL: ' + msg);
@@ -118,14 +133,18 @@ function newClient(user, extra = {}) {
     errors: [],
     mustStayUp: false,
   };
-  const client = new Centrifuge(wsUrl, {
+  const t = transportOptions();
+  const client = new Centrifuge(t.endpoint, {
     token: token(user, secret),
-    websocket: WebSocket,
+    ...t.options,
     timeout: 5000,
     name: 'wshub-interop',
     ...extra,
   });
-  client.on('connected', (ctx) => events.connected.push(ctx));
+  client.on('connected', (ctx) => {
+    if (ctx.transport !== transport) fail(`${user} connected over ${ctx.transport}, not ${transport}`);
+    events.connected.push(ctx);
+  });
   client.on('connecting', (ctx) => events.connecting.push(ctx));
   client.on('disconnected', (ctx) => {
     // A client that must stay up fails the run at once, with the server's reason.
@@ -215,7 +234,7 @@ async function main() {
   const aConn = await a.events.connected.next('first connect');
   const bConn = await b.events.connected.next('first connect');
   check(aConn.client && bConn.client && aConn.client !== bConn.client, `client ids ${aConn.client} ${bConn.client}`);
-  eq(aConn.transport, 'websocket', 'alice transport');
+  eq(aConn.transport, transport, 'alice transport');
   ok(`connected with JWT: alice=${aConn.client} bob=${bConn.client}`);
 
   const sa = subscribe(a, CHANNEL);

@@ -30,6 +30,8 @@ fn config_json() -> String {
             "allowed_origins": ["*"]
         },
         "http_api": { "key": API_KEY },
+        "http_stream": { "enabled": true },
+        "sse": { "enabled": true },
         "channel": {
             "namespaces": [{
                 "name": "chat",
@@ -181,6 +183,40 @@ fn run_scenario(name: &str, mut cmd: Command, needed: &[&str], last: &str) {
             server.diagnostics()
         );
     }
+}
+
+/// What the centrifuge-js scenario reports on every transport.
+const JS_CHECKS: &[&str] = &[
+    "ok connected with JWT",
+    "ok bob -> alice publication with offset 1",
+    "ok presence shows both clients",
+    "ok history: position, limit, since, reverse",
+    "ok recovery after /api/disconnect: exactly offsets 6,7,8 in order",
+    "ok bad token -> disconnected code 3500",
+];
+
+/// The same scenario with the SDK's `http_stream` or `sse` transport and
+/// no WebSocket at all (the script fails if a client connects over
+/// anything else).
+fn centrifuge_js_over(transport: &str) {
+    let mut cmd = node_sdk_script("centrifuge_js.js");
+    cmd.args(["--transport", transport]);
+    run_scenario(
+        &format!("centrifuge_js.js --transport {transport}"),
+        cmd,
+        JS_CHECKS,
+        "ok all centrifuge-js checks passed",
+    );
+}
+
+#[test]
+fn centrifuge_js_sdk_over_http_stream_without_websocket() {
+    centrifuge_js_over("http_stream");
+}
+
+#[test]
+fn centrifuge_js_sdk_over_sse_without_websocket() {
+    centrifuge_js_over("sse");
 }
 
 #[test]
