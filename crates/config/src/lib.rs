@@ -1146,6 +1146,13 @@ impl Config {
         c.prometheus.enabled = true;
         c.health.enabled = true;
         c.demo.enabled = true;
+        // Every transport, so that clients behind a proxy can be tried.
+        c.http_stream.enabled = true;
+        c.sse.enabled = true;
+        c.long_poll.enabled = true;
+        c.uni_websocket.enabled = true;
+        c.uni_sse.enabled = true;
+        c.uni_http_stream.enabled = true;
         // Load generators and many browser tabs come from one address.
         c.limits.connections_per_ip = 0;
         c.limits.connect_rate_per_ip = 0;

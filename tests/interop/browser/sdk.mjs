@@ -16,9 +16,12 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const [base, outDir] = process.argv.slice(2);
-if (!base || !outDir) {
-  console.error("usage: node sdk.mjs BASE_URL OUT_DIR");
+// TRANSPORT: websocket (default), or http_stream / sse with WebSocket
+// blocked in the page (constructing one throws, and ws:// requests are
+// aborted), as behind a proxy that refuses upgrades.
+const [base, outDir, transport = "websocket"] = process.argv.slice(2);
+if (!base || !outDir || !["websocket", "http_stream", "sse"].includes(transport)) {
+  console.error("usage: node sdk.mjs BASE_URL OUT_DIR [websocket|http_stream|sse]");
   process.exit(2);
 }
 mkdirSync(outDir, { recursive: true });
@@ -27,7 +30,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "..", "sdk", "node_modules", "centrifuge", "dist");
 const bundles = [{ codec: "json", file: join(dist, "centrifuge.js"), channel: "chat:sdk" }];
 const protobufBundle = join(dist, "centrifuge.protobuf.js");
-if (existsSync(protobufBundle)) {
+// SSE carries JSON only.
+if (existsSync(protobufBundle) && transport !== "sse") {
   bundles.push({ codec: "protobuf", file: protobufBundle, channel: "chat:sdk-protobuf" });
 }
 if (!existsSync(bundles[0].file)) {
@@ -37,7 +41,7 @@ if (!existsSync(bundles[0].file)) {
 
 // Runs inside the page; everything it needs is in here. Throws on the first
 // failed check; returns the log of passed checks.
-async function scenario({ codec, channel }) {
+async function scenario({ codec, channel, transport }) {
   const WAIT_MS = 10000;
   const log = [];
   const ok = (what) => log.push(`${codec}: ok ${what}`);
@@ -84,7 +88,10 @@ async function scenario({ codec, channel }) {
   const enc = (v) => (codec === "protobuf" ? te.encode(JSON.stringify(v)) : v);
   const dec = (d) => (codec === "protobuf" ? JSON.parse(td.decode(d)) : d);
 
-  const url = location.origin.replace(/^http/, "ws") + "/connection/websocket";
+  const url =
+    transport === "websocket"
+      ? location.origin.replace(/^http/, "ws") + "/connection/websocket"
+      : [{ transport, endpoint: `${location.origin}/connection/${transport}` }];
   const errors = [];
   function newClient(name, extra = {}) {
     const ev = {
@@ -145,10 +152,12 @@ async function scenario({ codec, channel }) {
   try {
     a.client.connect();
     const aConn = await a.ev.connected.next("first connect");
-    check(aConn.client && aConn.transport === "websocket", `alice connected over ${aConn.transport}, id ${aConn.client}`);
-    // The WebSocket itself: the protobuf bundle must have negotiated its subprotocol.
-    const negotiated = a.client._transport && a.client._transport._transport && a.client._transport._transport.protocol;
-    eq(negotiated, codec === "protobuf" ? "centrifuge-protobuf" : "", "negotiated WebSocket subprotocol");
+    check(aConn.client && aConn.transport === transport, `alice connected over ${aConn.transport}, id ${aConn.client}`);
+    if (transport === "websocket") {
+      // The WebSocket itself: the protobuf bundle must have negotiated its subprotocol.
+      const negotiated = a.client._transport && a.client._transport._transport && a.client._transport._transport.protocol;
+      eq(negotiated, codec === "protobuf" ? "centrifuge-protobuf" : "", "negotiated WebSocket subprotocol");
+    }
     a.sub.subscribe();
     const aSub = await a.sev.subscribed.next("subscribe");
     check(aSub.recoverable && aSub.positioned, `alice's subscribe reply: ${JSON.stringify(aSub)}`);
@@ -218,7 +227,7 @@ async function scenario({ codec, channel }) {
     const connecting = await b.ev.connecting.next("reconnect after the transport closed");
     await apiPublish({ text: "dropped 1" });
     await apiPublish({ text: "dropped 2" });
-    check(connecting.code === 1, `connecting after the drop: ${JSON.stringify(connecting)}`);
+    check(transport !== "websocket" || connecting.code === 1, `connecting after the drop: ${JSON.stringify(connecting)}`);
     await b.ev.connected.next("automatic reconnect");
     re = await b.sev.subscribed.next("resubscribe after the drop");
     check(re.wasRecovering && re.recovered, `resubscribe after the drop: ${JSON.stringify(re)}`);
@@ -249,6 +258,14 @@ const summary = [];
 try {
   for (const { codec, file, channel } of bundles) {
     const page = await (await browser.newContext()).newPage();
+    if (transport !== "websocket") {
+      await page.addInitScript(() => {
+        globalThis.WebSocket = function () {
+          throw new Error("WebSocket is blocked here");
+        };
+      });
+      await page.route(/^wss?:/, (route) => route.abort());
+    }
     const pageErrors = [];
     page.on("pageerror", (e) => pageErrors.push(e.message));
     try {
@@ -256,7 +273,7 @@ try {
       await page.addScriptTag({ path: file });
       const kind = await page.evaluate(() => typeof globalThis.Centrifuge);
       if (kind !== "function") throw new Error(`the ${codec} bundle defined no Centrifuge class (${kind})`);
-      const log = await page.evaluate(scenario, { codec, channel });
+      const log = await page.evaluate(scenario, { codec, channel: `${channel}-${transport}`, transport });
       for (const line of log) console.log(line);
       summary.push(...log);
     } catch (e) {

@@ -62,6 +62,25 @@ fn demo_chat_in_chromium_exchanges_recovers_and_reloads() {
 /// those publications, in order.
 #[test]
 fn centrifuge_sdk_bundles_in_chromium_exchange_and_recover() {
+    sdk_in_chromium("websocket");
+}
+
+/// The same with WebSocket blocked in the page (constructing one throws,
+/// `ws://` requests are aborted) and the SDK on its `http_stream`
+/// transport (both bundles: JSON lines and length-prefixed protobuf); the
+/// server's emulation counter shows the commands came that way.
+#[test]
+fn centrifuge_sdk_in_chromium_over_http_stream_with_websocket_blocked() {
+    sdk_in_chromium("http_stream");
+}
+
+/// The same over SSE (JSON bundle), WebSocket blocked.
+#[test]
+fn centrifuge_sdk_in_chromium_over_sse_with_websocket_blocked() {
+    sdk_in_chromium("sse");
+}
+
+fn sdk_in_chromium(transport: &str) {
     require_browser();
     let bundle = interop_dir().join("sdk/node_modules/centrifuge/dist/centrifuge.js");
     assert!(
@@ -71,27 +90,49 @@ fn centrifuge_sdk_bundles_in_chromium_exchange_and_recover() {
         interop_dir().join("sdk").display()
     );
     let (server, base) = wshub_serve_dev();
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-sdk");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-sdk-{transport}"));
     let mut node = Command::new("node");
     node.current_dir(browser_dir())
         .arg("sdk.mjs")
         .arg(&base)
         .arg(&out_dir)
+        .arg(transport)
         .env("CHROMIUM", CHROMIUM);
     let out = run_client_ok(
-        "chromium centrifuge SDK",
+        &format!("chromium centrifuge SDK over {transport}"),
         node,
         Duration::from_secs(120),
         &server,
     );
-    // Both bundles really ran their scenario to the end.
+    // Every bundle really ran its scenario to the end.
     let stdout = out.stdout_str();
     let mut codecs = vec!["json"];
-    if bundle.with_file_name("centrifuge.protobuf.js").exists() {
+    if bundle.with_file_name("centrifuge.protobuf.js").exists() && transport != "sse" {
         codecs.push("protobuf");
     }
     for codec in codecs {
         let needle = format!("{codec}: ok no duplicates");
         assert!(stdout.contains(&needle), "{needle:?} not in:\n{stdout}");
+    }
+    if transport != "websocket" {
+        let addr = base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let delivered: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("wshub_emulation_requests_total{outcome=\"delivered\"} ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        assert!(delivered > 0, "no emulation request was delivered");
     }
 }

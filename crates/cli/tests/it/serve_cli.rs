@@ -178,7 +178,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
-        r#"{"sse":{"enabled":true},
+        r#"{"webtransport":{"enabled":true},
             "channel":{"namespaces":[{"name":"prices","allowed_delta_types":["fossil"],
                                       "allow_tags_filter":true}]}}"#,
     )
@@ -186,7 +186,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     refused_by_check_config_and_serve(
         &bad,
         &[
-            "sse.enabled: turns on the SSE transport, which wshub does not implement",
+            "webtransport.enabled: turns on the WebTransport transport, which wshub does not implement",
             "channel.namespaces[prices].allowed_delta_types: turns on delta compression",
             "channel.namespaces[prices].allow_tags_filter: turns on publication filters by tags",
         ],
@@ -195,7 +195,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     let ok = dir.join("ok.json");
     std::fs::write(
         &ok,
-        r#"{"sse":{"enabled":false},"websocket":{"compression_level":5}}"#,
+        r#"{"webtransport":{"enabled":false},"websocket":{"compression_level":5}}"#,
     )
     .unwrap();
     let out = wshub()
@@ -207,7 +207,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("config key sse is not supported by wshub (ignored)")
+        err.contains("config key webtransport is not supported by wshub (ignored)")
             && err.contains("config key websocket.compression_level is not supported by wshub"),
         "{err}"
     );
