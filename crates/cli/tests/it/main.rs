@@ -8,6 +8,7 @@
 
 mod bench_cli;
 mod browser;
+mod browser_transports;
 mod cluster;
 mod connect_cli;
 mod echo_strict;
