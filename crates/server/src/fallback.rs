@@ -263,6 +263,28 @@ pub(crate) async fn stream(
     stream::start(shared, kind, encoding, first, permit, origin)
 }
 
+/// The origin check, the preflight and the method check of an endpoint
+/// that takes only `POST`: `Ok` with the allowed browser origin (if any)
+/// for a POST, else the answer to give.
+fn post_only(
+    shared: &Shared,
+    req: &Request<Incoming>,
+) -> Result<Option<HeaderValue>, Box<Response<Body>>> {
+    let Ok(origin) = check_origin(shared, req) else {
+        return Err(Box::new(forbidden()));
+    };
+    if req.method() == Method::OPTIONS {
+        return Err(Box::new(preflight(req, origin, "POST, OPTIONS")));
+    }
+    if req.method() != Method::POST {
+        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        return Err(Box::new(with_cors(r, origin)));
+    }
+    Ok(origin)
+}
+
 /// The commands of an HTTP-streaming or SSE session: `POST` of an
 /// `EmulationRequest` (JSON, or protobuf with `Content-Type:
 /// application/octet-stream`) naming the node and the session. Answers:
@@ -273,18 +295,10 @@ pub(crate) async fn stream(
 /// gone needs); 503 the session's queue stayed full; 504 the commands did
 /// not run within [`wshub_hub::emulation::TIMEOUT`].
 pub(crate) async fn emulation(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let Ok(origin) = check_origin(&shared, &req) else {
-        return forbidden();
+    let origin = match post_only(&shared, &req) {
+        Ok(o) => o,
+        Err(r) => return *r,
     };
-    if req.method() == Method::OPTIONS {
-        return preflight(&req, origin, "POST, OPTIONS");
-    }
-    if req.method() != Method::POST {
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-        return with_cors(r, origin);
-    }
     let cfg = shared.node.config().clone();
     let protobuf = is_protobuf(&req);
     let body = match read_body(
@@ -325,18 +339,10 @@ pub(crate) async fn emulation(shared: Arc<Shared>, req: Request<Incoming>) -> Re
 /// some or after `long_poll.poll_timeout` (none). 404 no such node or
 /// session (reconnect), 400 malformed or `ack` ahead of what was sent.
 pub(crate) async fn poll(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let Ok(origin) = check_origin(&shared, &req) else {
-        return forbidden();
+    let origin = match post_only(&shared, &req) {
+        Ok(o) => o,
+        Err(r) => return *r,
     };
-    if req.method() == Method::OPTIONS {
-        return preflight(&req, origin, "POST, OPTIONS");
-    }
-    if req.method() != Method::POST {
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-        return with_cors(r, origin);
-    }
     let cfg = shared.node.config().clone();
     let body = match read_body(
         req,

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use crate::support::{interop_dir, run_client_ok, wshub_serve_dev};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn browser_dir() -> PathBuf {
+pub fn browser_dir() -> PathBuf {
     interop_dir().join("browser")
 }
 
-fn require_browser() {
+pub fn require_browser() {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`; .ci/run does)"
@@ -135,44 +135,4 @@ fn sdk_in_chromium(transport: &str) {
             .unwrap_or(0);
         assert!(delivered > 0, "no emulation request was delivered");
     }
-}
-
-/// A browser's plain `EventSource` follows a channel over `uni_sse`
-/// (`tests/interop/browser/uni_sse.mjs`): the connect push, then every
-/// publication made from the page through the API, in order, once.
-#[test]
-fn a_browser_event_source_follows_a_channel_over_uni_sse() {
-    require_browser();
-    const SECRET: &str = "browser-uni-sse";
-    const KEY: &str = "browser-api-key";
-    let config = serde_json::json!({
-        "client": { "token": { "hmac_secret_key": SECRET } },
-        "http_api": { "key": KEY },
-        "uni_sse": { "enabled": true },
-        "demo": { "enabled": true },
-    });
-    let (server, base) = crate::sdk_interop::wshub_serve(&config.to_string());
-    let token = wshub_hub::auth::generate_connection_token(
-        SECRET,
-        "eve",
-        None,
-        None,
-        &["quotes".to_owned()],
-    )
-    .unwrap();
-    let mut node = Command::new("node");
-    node.current_dir(browser_dir())
-        .args(["uni_sse.mjs", &base, &token, KEY, "quotes"])
-        .env("CHROMIUM", CHROMIUM);
-    let out = run_client_ok(
-        "chromium EventSource on uni_sse",
-        node,
-        Duration::from_secs(60),
-        &server,
-    );
-    assert!(
-        out.stdout_str().contains("ok EventSource on uni_sse"),
-        "{}",
-        out.stdout_str()
-    );
 }

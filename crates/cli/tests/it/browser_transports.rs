@@ -12,27 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::browser::{browser_dir, require_browser, CHROMIUM};
 use crate::sdk_interop::wshub_serve;
-use crate::support::{interop_dir, run_client_ok, wshub_serve_dev, Finished, Proc, STARTUP};
+use crate::support::{run_client_ok, wshub_serve_dev, Finished, Proc, STARTUP};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const SECRET: &str = "browser-transports-secret";
-
-fn browser_dir() -> PathBuf {
-    interop_dir().join("browser")
-}
-
-fn require_browser() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`; .ci/run does)"
-    );
-    assert!(
-        browser_dir().join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci` in {}",
-        browser_dir().display()
-    );
-}
 
 /// Runs `node transports.mjs ARGS...` to completion (at most `limit`),
 /// asserts it succeeded, prints and returns its output.
