@@ -10,7 +10,10 @@
 # bytes per connection. The raw massif file is kept for `ms_print`.
 #
 # Environment: BENCH_CLIENT (the `wshub` that opens the connections; default
-# BIN), MASSIF_OUT (default a temp file), MASSIF_TOP (20 sites).
+# BIN), BENCH_TRANSPORT (`websocket`, the default, or `sse`: the connections
+# are SSE sessions subscribed through /emulation, the server runs
+# bench/configs/fallback.json), MASSIF_OUT (default a temp file), MASSIF_TOP
+# (20 sites).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/wshub}")
@@ -18,11 +21,17 @@ N=${2:-2000}
 CLIENT=$(realpath "${BENCH_CLIENT:-$BIN}")
 OUTF=${MASSIF_OUT:-$(mktemp "${TMPDIR:-/tmp}/wshub-massif.XXXXXX")}
 TOP=${MASSIF_TOP:-20}
+TRANSPORT=${BENCH_TRANSPORT:-websocket}
+case $TRANSPORT in
+    websocket) CONFIG=bench/configs/memory.json; URL_OF() { echo "ws://$1/connection/websocket"; }; TARGS=() ;;
+    sse) CONFIG=bench/configs/fallback.json; URL_OF() { echo "http://$1/connection/sse"; }; TARGS=(--transport sse) ;;
+    *) echo "bench/massif.sh: BENCH_TRANSPORT is websocket or sse" >&2; exit 2 ;;
+esac
 command -v valgrind >/dev/null || { echo "bench/massif.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 LOG=$OUTF.server.log
 valgrind --tool=massif --massif-out-file="$OUTF" --depth=40 --threshold=0.1 --max-snapshots=200 \
-    "$BIN" serve -c bench/configs/memory.json --listen 127.0.0.1:0 >"$LOG" 2>&1 &
+    "$BIN" serve -c "$CONFIG" --listen 127.0.0.1:0 >"$LOG" 2>&1 &
 VPID=$!
 trap 'kill "$VPID" 2>/dev/null || true' EXIT
 for _ in $(seq 600); do
@@ -31,7 +40,7 @@ for _ in $(seq 600); do
 done
 grep -q "listening on" "$LOG" || { echo "bench/massif.sh: server did not start" >&2; cat "$LOG" >&2; exit 1; }
 ADDR=$(grep -m1 -o 'listening on http://[0-9.:]*' "$LOG" | sed 's|^listening on http://||')
-"$CLIENT" bench idle --url "ws://$ADDR/connection/websocket" --connections "$N" \
+"$CLIENT" bench idle "${TARGS[@]}" --url "$(URL_OF "$ADDR")" --connections "$N" \
     --source-ips 127.0.0.2-127.0.0.5 --subscribe iso:idle --concurrency 16 --hold 5 \
     >"$OUTF.idle.json" 2>"$OUTF.idle.log"
 echo "clients: $(tail -n 1 "$OUTF.idle.json")" >&2

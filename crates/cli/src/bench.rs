@@ -5,7 +5,8 @@
 //!
 //! `fanout`, `isolation`, `commands` and `api-batch` drive the gateway; `echo`, `latency` and `idle`
 //! drive any WebSocket echo server (`wshub echo`, and the peers in
-//! `bench/peers/`).
+//! `bench/peers/`). `idle --subscribe` and `fanout` also run their
+//! connections over SSE (`--transport sse`, the gateway's HTTP fallback).
 
 use anyhow::{bail, Result};
 use wshub_proto::Message;
@@ -17,6 +18,27 @@ mod gateway;
 mod idle;
 mod latency;
 mod raw;
+mod sse;
+
+/// How the load generators' client connections reach the gateway.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// WebSocket (`ws://.../connection/websocket`).
+    #[default]
+    Websocket,
+    /// Server-Sent Events (`http://.../connection/sse`), commands after
+    /// the connect through the emulation endpoint (`/emulation`).
+    Sse,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
 
 /// `wshub bench` subcommands.
 #[derive(clap::Subcommand)]

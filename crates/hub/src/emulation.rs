@@ -157,7 +157,10 @@ pub type Forwarded = (Outcome, Option<Bytes>);
 /// The node's emulation sessions and the forwarded requests it waits on.
 #[derive(Debug, Default)]
 pub struct Registry {
-    sessions: Mutex<HashMap<Box<str>, mpsc::Sender<Batch>>>,
+    /// The queues hold boxes: tokio's channel allocates its first block of
+    /// 32 slots when it is made, and an idle session should not pay 32
+    /// whole batches for it.
+    sessions: Mutex<HashMap<Box<str>, mpsc::Sender<Box<Batch>>>>,
     /// Requests this node forwarded: request id → who waits for the answer.
     waiting: Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>,
     next_request: AtomicU64,
@@ -168,7 +171,7 @@ pub struct Registry {
 #[derive(Debug)]
 pub struct Inbox {
     id: String,
-    rx: mpsc::Receiver<Batch>,
+    rx: mpsc::Receiver<Box<Batch>>,
     registry: Weak<Registry>,
 }
 
@@ -182,7 +185,7 @@ impl Inbox {
     ///
     /// Cancel safety: cancel safe.
     pub async fn recv(&mut self) -> Option<Batch> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|b| *b)
     }
 }
 
@@ -195,7 +198,9 @@ impl Drop for Inbox {
 }
 
 impl Registry {
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, mpsc::Sender<Batch>>> {
+    fn lock_sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, mpsc::Sender<Box<Batch>>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -230,7 +235,8 @@ impl Registry {
             None => return (Outcome::UnknownSession, None),
         };
         let (answer, answered) = oneshot::channel();
-        match tokio::time::timeout_at(deadline, tx.send(Batch { request, answer })).await {
+        match tokio::time::timeout_at(deadline, tx.send(Box::new(Batch { request, answer }))).await
+        {
             Err(_) => return (Outcome::Busy, None),
             Ok(Err(_)) => return (Outcome::UnknownSession, None),
             Ok(Ok(())) => {}

@@ -8,6 +8,9 @@
 //! the publications stamped inside the measured window only, so a late
 //! delivery of a warm-up (or of the previous sweep step's) publication never
 //! counts.
+//!
+//! `fanout --transport sse` runs the subscribers over SSE (see
+//! [`super::sse`]); the publisher stays on WebSocket.
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -21,7 +24,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use wshub_proto::Message;
 
-use super::{number_after, session, stamp, Ws};
+use super::raw::{self, Scratch};
+use super::sse::{SseClient, SseSession};
+use super::{number_after, session, stamp, Transport, Ws};
 
 /// Publish-to-deliver latencies and counts over one measured window.
 pub struct Recorder {
@@ -34,6 +39,13 @@ pub struct Recorder {
     /// Publications stamped in `[from, until)` (µs since `base`) count.
     from: Cell<u64>,
     until: Cell<u64>,
+    /// The server whose CPU time the window reports (`--server-pid`).
+    server_pid: Cell<Option<u32>>,
+    /// At the window's start: when, the generator's and the server's CPU
+    /// seconds so far.
+    cpu_from: Cell<(Instant, Option<f64>, Option<f64>)>,
+    /// Over the window: wall seconds, generator and server CPU seconds.
+    cpu: Cell<(f64, Option<f64>, Option<f64>)>,
 }
 
 impl Recorder {
@@ -47,6 +59,9 @@ impl Recorder {
             ended: Cell::new(0),
             from: Cell::new(u64::MAX),
             until: Cell::new(u64::MAX),
+            server_pid: Cell::new(None),
+            cpu_from: Cell::new((base, None, None)),
+            cpu: Cell::new((0.0, None, None)),
         }))
     }
 
@@ -60,11 +75,31 @@ impl Recorder {
         self.deliveries.set(0);
         self.from.set(self.now_us());
         self.until.set(u64::MAX);
+        self.cpu_from.set((
+            Instant::now(),
+            raw::own_cpu_seconds(),
+            self.server_pid.get().and_then(raw::pid_cpu_seconds),
+        ));
     }
 
     /// Publications stamped from now on no longer count.
     fn close_window(&self) {
         self.until.set(self.now_us());
+        let (at, gen, server) = self.cpu_from.get();
+        let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
+        self.cpu.set((
+            at.elapsed().as_secs_f64(),
+            delta(gen, raw::own_cpu_seconds()),
+            delta(server, self.server_pid.get().and_then(raw::pid_cpu_seconds)),
+        ));
+    }
+
+    /// The generator's and (with `--server-pid`) the server's CPU use over
+    /// the last window, in % of one core.
+    fn cpu_json(&self) -> Value {
+        let (wall, gen, server) = self.cpu.get();
+        let pct = |c: Option<f64>| c.map(|c| (c / wall.max(0.001) * 1000.0).round() / 10.0);
+        json!({"gen_cpu_pct": pct(gen), "server_cpu_pct": pct(server)})
     }
 
     fn record(&self, sent: u64) {
@@ -117,11 +152,64 @@ fn spawn_subscriber(mut ws: Ws, rec: Rc<Recorder>) {
     });
 }
 
-/// Opens `n` subscribers of `channel`, round-robin over `urls`, printing
-/// progress every second; gives up at `deadline` (the subscribers opened so
-/// far stay open).
+/// Reads an SSE subscriber's stream until it ends: records stamped
+/// publications (the session answers pings itself).
+fn spawn_sse_subscriber(mut s: SseSession, rec: Rc<Recorder>, scratch: Scratch) {
+    tokio::task::spawn_local(async move {
+        let on_event = |ev: &[u8]| {
+            if let Some(sent) = std::str::from_utf8(ev).ok().and_then(stamp) {
+                rec.record(sent);
+            }
+        };
+        while s.read_events(&scratch, on_event).await.is_ok() {}
+        rec.ended.set(rec.ended.get() + 1);
+    });
+}
+
+/// How subscribers connect, round-robin over the endpoints.
+pub enum Dial {
+    /// WebSocket URLs.
+    WebSocket(Vec<String>),
+    /// SSE endpoints, and the read buffer every SSE subscriber shares.
+    Sse(Vec<SseClient>, Scratch),
+}
+
+impl Dial {
+    fn new(transport: Transport, urls: &[String], emulation_connections: usize) -> Result<Dial> {
+        Ok(match transport {
+            Transport::Websocket => Dial::WebSocket(urls.to_vec()),
+            Transport::Sse => Dial::Sse(
+                urls.iter()
+                    .map(|u| SseClient::new(u, emulation_connections))
+                    .collect::<Result<_>>()?,
+                Scratch::new(),
+            ),
+        })
+    }
+
+    /// Opens subscriber `i` of `channel` and starts reading it.
+    async fn open_subscriber(&self, i: usize, channel: &str, rec: &Rc<Recorder>) -> Result<()> {
+        match self {
+            Dial::WebSocket(urls) => {
+                let url = urls.get(i % urls.len().max(1)).context("no --url")?;
+                let ws = session(url, Some(channel)).await?;
+                spawn_subscriber(ws, rec.clone());
+            }
+            Dial::Sse(clients, scratch) => {
+                let client = clients.get(i % clients.len().max(1)).context("no --url")?;
+                let s = client.open(None, Some(channel), scratch).await?;
+                spawn_sse_subscriber(s, rec.clone(), scratch.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens `n` subscribers of `channel`, round-robin over the endpoints of
+/// `dial`, printing progress every second; gives up at `deadline` (the
+/// subscribers opened so far stay open).
 pub async fn open_subscribers(
-    urls: &[String],
+    dial: &Dial,
     channel: &str,
     n: usize,
     rec: &Rc<Recorder>,
@@ -137,20 +225,18 @@ pub async fn open_subscribers(
         Ok(i)
     };
     for i in 0..n {
-        let url = urls.get(i % urls.len().max(1)).context("no --url")?;
-        let opening = session(url, Some(channel));
-        let ws = match deadline {
+        let opening = dial.open_subscriber(i, channel, rec);
+        match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, opening).await {
-                    Ok(ws) => ws,
+                    Ok(r) => r,
                     Err(_) => return give_up(i),
                 }
             }
             None => opening.await,
         }
         .with_context(|| format!("subscriber {i}"))?;
-        spawn_subscriber(ws, rec.clone());
         if last_print.elapsed() >= Duration::from_secs(1) {
             eprintln!("opened {}/{n} subscribers of {channel}", i + 1);
             last_print = Instant::now();
@@ -204,8 +290,16 @@ pub async fn publish_phase(
     let mut measuring = false;
     let mut last_report = Instant::now();
     let mut last_count = 0u64;
+    // Counts the replies to this phase's publications; true when the text
+    // holds a server ping (`{}`), which the caller answers (a run longer
+    // than ping_interval + pong_timeout would otherwise lose the publisher).
     let count = |text: &str, first: u32, last: u32, out: &mut PhaseOut| {
+        let mut pinged = false;
         for line in text.lines() {
+            if line == "{}" {
+                pinged = true;
+                continue;
+            }
             let Some(rid) = number_after(line, "\"id\":") else {
                 continue;
             };
@@ -218,6 +312,7 @@ pub async fn publish_phase(
                 out.acked += 1;
             }
         }
+        pinged
     };
     loop {
         tick.tick().await;
@@ -244,7 +339,9 @@ pub async fn publish_phase(
         }
         while let Some(m) = publisher.try_recv() {
             if let Message::Text(t) = m? {
-                count(&t, first, last, &mut out);
+                if count(&t, first, last, &mut out) {
+                    publisher.send_text("{}").await?;
+                }
             }
         }
         if measuring && now.duration_since(last_report) >= Duration::from_secs(1) {
@@ -268,7 +365,11 @@ pub async fn publish_phase(
             break;
         }
         match tokio::time::timeout(Duration::from_millis(20), publisher.recv()).await {
-            Ok(Some(Ok(Message::Text(t)))) => count(&t, first, last, &mut out),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                if count(&t, first, last, &mut out) {
+                    publisher.send_text("{}").await?;
+                }
+            }
             Ok(Some(Ok(_))) | Err(_) => {}
             Ok(Some(Err(e))) => return Err(e.into()),
             Ok(None) => bail!("the publisher's connection closed"),
@@ -294,6 +395,7 @@ fn phase_json(p: &Phase, out: &PhaseOut, rec: &Recorder, subscribers: usize) -> 
         "deliveries_per_s": (d as f64 / p.duration.as_secs_f64().max(0.001)).round(),
         "errors": rec.ended.get(),
         "latency_us": rec.latency(),
+        "cpu": rec.cpu_json(),
     })
 }
 
@@ -310,10 +412,21 @@ pub struct FanoutArgs {
         default_value = "ws://127.0.0.1:8000/connection/websocket"
     )]
     url: Vec<String>,
-    /// Where the publisher connects (default: the last `--url`), e.g. a node
-    /// that holds none of the subscribers, to measure across nodes.
+    /// Where the publisher connects (default: the last `--url`; with
+    /// `--transport sse`, the WebSocket endpoint on its host and port), e.g.
+    /// a node that holds none of the subscribers, to measure across nodes.
+    /// The publisher always speaks WebSocket.
     #[arg(long)]
     publish_url: Option<String>,
+    /// How the subscribers connect. `sse`: `--url` names SSE endpoints
+    /// (`http://127.0.0.1:8000/connection/sse`); each subscriber
+    /// subscribes, and answers pings, through `/emulation` on the same host.
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    transport: Transport,
+    /// `--transport sse`: keep-alive connections to `/emulation` per
+    /// `--url`, shared by its subscribers.
+    #[arg(long, default_value_t = 8)]
+    emulation_connections: usize,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -349,27 +462,36 @@ pub struct FanoutArgs {
     /// then taken with those open, and the summary says how many).
     #[arg(long)]
     open_timeout: Option<f64>,
+    /// The server's process id: its CPU use (/proc/PID/stat) over the
+    /// measured window goes into the figures, beside the generator's.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 pub async fn fanout(a: FanoutArgs) -> Result<()> {
     let rec = Recorder::new(Instant::now())?;
+    rec.server_pid.set(a.server_pid);
     eprintln!(
-        "opening {} subscribers to {}",
+        "opening {} {} subscribers to {}",
         a.subscribers,
+        a.transport.name(),
         a.url.join(", ")
     );
+    let dial = Dial::new(a.transport, &a.url, a.emulation_connections)?;
     let opened_at = Instant::now();
     let deadline = a
         .open_timeout
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
-    let opened = open_subscribers(&a.url, &a.channel, a.subscribers, &rec, deadline).await?;
+    let opened = open_subscribers(&dial, &a.channel, a.subscribers, &rec, deadline).await?;
     let open_s = opened_at.elapsed().as_secs_f64();
-    let publish_url = a
-        .publish_url
-        .as_ref()
-        .or(a.url.last())
-        .context("no --url")?;
-    let mut publisher = session(publish_url, None).await.context("publisher")?;
+    let publish_url = match (&a.publish_url, &dial) {
+        (Some(u), _) => u.clone(),
+        (None, Dial::Sse(clients, _)) => {
+            clients.last().context("no --url")?.target().websocket_url()
+        }
+        (None, Dial::WebSocket(urls)) => urls.last().context("no --url")?.clone(),
+    };
+    let mut publisher = session(&publish_url, None).await.context("publisher")?;
     let mut id = 10u32;
     let rates = if a.sweep.is_empty() {
         vec![a.rate]
@@ -417,6 +539,7 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
         if a.sweep.is_empty() {
             let mut summary = json!({
                 "bench": "fanout",
+                "transport": a.transport.name(),
                 "subscribers": a.subscribers,
                 "opened": opened,
                 "open_s": (open_s * 10.0).round() / 10.0,
@@ -424,6 +547,7 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
                 "duration_s": a.duration,
             });
             merge(&mut summary, step);
+            merge(&mut summary, emulation_json(&dial));
             println!("{summary}");
             return Ok(());
         }
@@ -449,21 +573,38 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
             }
         }
     }
-    println!(
-        "{}",
-        json!({
-            "bench": "fanout-sweep",
-            "subscribers": a.subscribers,
-            "opened": opened,
-            "open_s": (open_s * 10.0).round() / 10.0,
-            "size": a.size,
-            "duration_s": a.duration,
-            "max_p99_ms": a.max_p99_ms,
-            "best_rate": best,
-            "steps": steps,
-        })
-    );
+    let mut summary = json!({
+        "bench": "fanout-sweep",
+        "transport": a.transport.name(),
+        "subscribers": a.subscribers,
+        "opened": opened,
+        "open_s": (open_s * 10.0).round() / 10.0,
+        "size": a.size,
+        "duration_s": a.duration,
+        "max_p99_ms": a.max_p99_ms,
+        "best_rate": best,
+        "steps": steps,
+    });
+    merge(&mut summary, emulation_json(&dial));
+    println!("{summary}");
     Ok(())
+}
+
+/// The SSE subscribers' emulation requests (subscribes, answers to pings):
+/// answered and failed; nothing for WebSocket.
+fn emulation_json(dial: &Dial) -> Value {
+    let Dial::Sse(clients, _) = dial else {
+        return json!({});
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        ok += c.emulator.stats.ok.get();
+        failed += c.emulator.stats.failed.get();
+        if let Some(e) = c.emulator.stats.first_error.borrow().as_ref() {
+            eprintln!("warning: emulation requests failed, the first with: {e}");
+        }
+    }
+    json!({"emulation_ok": ok, "emulation_failed": failed})
 }
 
 fn merge(into: &mut Value, from: Value) {
@@ -510,8 +651,8 @@ pub async fn isolation(a: IsolationArgs) -> Result<()> {
     let base = Instant::now();
     let big = Recorder::new(base)?;
     let opened = if a.subscribers > 0 {
-        let urls = [a.url.clone()];
-        open_subscribers(&urls, &a.channel, a.subscribers, &big, None).await?
+        let dial = Dial::WebSocket(vec![a.url.clone()]);
+        open_subscribers(&dial, &a.channel, a.subscribers, &big, None).await?
     } else {
         0
     };

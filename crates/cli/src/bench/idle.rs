@@ -2,6 +2,8 @@
 //! server's memory per idle connection can be read (RSS delta / N). The
 //! connections are spread over several loopback source addresses (bind
 //! before connect), each of which has its own ephemeral port range.
+//! With `--transport sse` they are SSE sessions of the gateway instead
+//! (subscribed through the emulation endpoint, pings answered there).
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -13,13 +15,25 @@ use tokio::io::AsyncWriteExt;
 use wshub_proto::frame::OpCode;
 
 use super::raw::{self, Controls, Scanner, Scratch, Target};
+use super::sse::{SseClient, SseSession};
+use super::Transport;
 
 /// `wshub bench idle` flags.
 #[derive(clap::Args)]
 pub struct IdleArgs {
-    /// The server.
+    /// The server (with `--transport sse`: the gateway's SSE endpoint,
+    /// e.g. `http://127.0.0.1:8000/connection/sse`).
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
     url: String,
+    /// `sse`: each connection is an SSE session of the gateway (`--url`
+    /// its SSE endpoint), subscribed to `--subscribe` through `/emulation`
+    /// on the same host, the server's pings answered there.
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    transport: Transport,
+    /// `--transport sse`: keep-alive connections to `/emulation` shared by
+    /// all sessions (for the subscribes and the answers to pings).
+    #[arg(long, default_value_t = 8)]
+    emulation_connections: usize,
     /// Connections to open and hold.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -52,15 +66,25 @@ struct Shared {
     first_error: std::cell::RefCell<Option<String>>,
 }
 
+/// Where the connections go.
+enum Dial {
+    WebSocket(Target),
+    Sse(SseClient),
+}
+
 pub async fn run(a: IdleArgs) -> Result<()> {
-    let target = Rc::new(Target::parse(&a.url)?);
+    let dial = Rc::new(match a.transport {
+        Transport::Websocket => Dial::WebSocket(Target::parse(&a.url)?),
+        Transport::Sse => Dial::Sse(SseClient::new(&a.url, a.emulation_connections)?),
+    });
     let sources: Vec<Option<IpAddr>> = match &a.source_ips {
         Some(s) => raw::parse_ips(s)?.into_iter().map(Some).collect(),
         None => vec![None],
     };
     eprintln!(
-        "idle: opening {} connections to {} from {} source address(es)",
+        "idle: opening {} {} connections to {} from {} source address(es)",
         a.connections,
+        a.transport.name(),
         a.url,
         sources.len()
     );
@@ -71,23 +95,46 @@ pub async fn run(a: IdleArgs) -> Result<()> {
     let mut last_print = Instant::now();
     for i in 0..a.connections {
         let permit = slots.clone().acquire_owned().await?;
-        let (target, task_shared, scratch) = (target.clone(), shared.clone(), scratch.clone());
-        let hello = gateway_hello(a.subscribe.as_deref());
+        let (dial, task_shared, scratch) = (dial.clone(), shared.clone(), scratch.clone());
+        let channel = a.subscribe.clone();
         let source = sources[i % sources.len()];
         tokio::task::spawn_local(async move {
             let shared = task_shared;
-            let opened = raw::open(&target, source, None).await;
-            drop(permit);
-            match opened {
-                Ok(mut o) => {
-                    if let Some(h) = &hello {
-                        if o.stream.write_all(h).await.is_err() {
-                            shared.failed.set(shared.failed.get() + 1);
-                            return;
+            let held = match &*dial {
+                Dial::WebSocket(target) => {
+                    let hello = gateway_hello(channel.as_deref());
+                    let opened = raw::open(target, source, None).await;
+                    drop(permit);
+                    match opened {
+                        Ok(mut o) => {
+                            if let Some(h) = &hello {
+                                if o.stream.write_all(h).await.is_err() {
+                                    shared.failed.set(shared.failed.get() + 1);
+                                    return;
+                                }
+                            }
+                            shared.open.set(shared.open.get() + 1);
+                            hold(o.stream, o.scanner, &scratch, hello.is_some()).await;
+                            Ok(())
                         }
+                        Err(e) => Err(e),
                     }
-                    shared.open.set(shared.open.get() + 1);
-                    hold(o.stream, o.scanner, &scratch, hello.is_some()).await;
+                }
+                Dial::Sse(client) => {
+                    let opened = client.open(source, channel.as_deref(), &scratch).await;
+                    drop(permit);
+                    match opened {
+                        Ok(s) => {
+                            shared.open.set(shared.open.get() + 1);
+                            hold_sse(s, &scratch).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match held {
+                Ok(()) => {
                     shared.open.set(shared.open.get() - 1);
                     shared.dropped.set(shared.dropped.get() + 1);
                 }
@@ -131,8 +178,9 @@ pub async fn run(a: IdleArgs) -> Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "bench": "idle",
+        "transport": a.transport.name(),
         "url": a.url,
         "connections": a.connections,
         "opened": opened,
@@ -144,11 +192,21 @@ pub async fn run(a: IdleArgs) -> Result<()> {
         "open_s": (open_s * 1000.0).round() / 1000.0,
         "held_s": (held_from.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     });
+    if let Dial::Sse(client) = &*dial {
+        let st = &client.emulator.stats;
+        summary["emulation_ok"] = st.ok.get().into();
+        summary["emulation_failed"] = st.failed.get().into();
+        if let Some(e) = st.first_error.borrow().as_ref() {
+            eprintln!(
+                "warning: {} emulation requests failed, the first with: {e}",
+                st.failed.get()
+            );
+        }
+    }
     println!("{summary}");
     Ok(())
 }
 
-/// Holds one connection open: answers pings, returns when it ends.
 /// The first frame of a gateway-mode connection: `connect`, then
 /// `subscribe` to `channel` (two JSON commands, one per line).
 fn gateway_hello(channel: Option<&str>) -> Option<bytes::Bytes> {
@@ -193,4 +251,10 @@ async fn hold(
             return;
         }
     }
+}
+
+/// Holds an SSE session until its stream ends (pings are answered by the
+/// session, through the emulation pool).
+async fn hold_sse(mut s: SseSession, scratch: &Scratch) {
+    while s.read_events(scratch, |_| {}).await.is_ok() {}
 }

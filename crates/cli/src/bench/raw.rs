@@ -79,8 +79,15 @@ pub async fn open(
     source: Option<IpAddr>,
     deflate: Option<DeflateConfig>,
 ) -> Result<Opened> {
+    let stream = connect_from(target.addr, source).await?;
+    handshake_on(stream, target, deflate).await
+}
+
+/// A TCP connection to `addr`, from `source` when given (bind before
+/// connect), with Nagle off.
+pub async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream> {
     let stream = match source {
-        None => TcpStream::connect(target.addr).await?,
+        None => TcpStream::connect(addr).await?,
         Some(ip) => {
             let sock = if ip.is_ipv4() {
                 TcpSocket::new_v4()?
@@ -89,11 +96,11 @@ pub async fn open(
             };
             sock.bind(SocketAddr::new(ip, 0))
                 .with_context(|| format!("bind {ip}"))?;
-            sock.connect(target.addr).await?
+            sock.connect(addr).await?
         }
     };
     stream.set_nodelay(true)?;
-    handshake_on(stream, target, deflate).await
+    Ok(stream)
 }
 
 async fn handshake_on(
@@ -274,12 +281,23 @@ impl Scratch {
         scanner: &mut Scanner,
         ctl: &mut Controls,
     ) -> io::Result<u64> {
+        self.read_with(stream, |data| scanner.feed(data, ctl)).await
+    }
+
+    /// Waits until `stream` is readable, reads what is there and hands it
+    /// to `f` (synchronously, so the buffer is free again when it returns).
+    /// Errors on EOF.
+    pub async fn read_with<R: Readable, T>(
+        &self,
+        stream: &R,
+        mut f: impl FnMut(&[u8]) -> T,
+    ) -> io::Result<T> {
         loop {
             stream.readable().await?;
             let mut buf = self.0.borrow_mut();
             match stream.try_read(&mut buf) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => return Ok(scanner.feed(&buf[..n], ctl)),
+                Ok(n) => return Ok(f(&buf[..n])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
