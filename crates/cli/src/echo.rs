@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use wshub_proto::handshake::ServerOptions as HandshakeOptions;
 use wshub_proto::DeflateConfig;
-use wshub_ws::{accept, Options, ServerOptions, WebSocket, WsError};
+use wshub_ws::{accept, serve_http2, sniff_http2, Options, ServerOptions, WebSocket, WsError};
 
 /// `wshub echo` flags.
 #[derive(clap::Args)]
@@ -21,6 +21,13 @@ pub struct Args {
     /// core with taskset for benchmarks). Default: all cores.
     #[arg(long)]
     threads: Option<usize>,
+    /// PEM certificate chain: serve wss:// and WebSockets over HTTP/2 (ALPN
+    /// `h2`, RFC 8441) on the same port. Needs `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -52,8 +59,17 @@ async fn serve(args: Args) -> Result<()> {
         .ws(Options::default())
         .handshake(handshake);
     let opts = std::sync::Arc::new(opts);
-    println!("listening on ws://{addr}");
-    tracing::info!(%addr, deflate = args.deflate, "echo server listening");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("cannot read {}", k.display()))?;
+            Some(wshub_ws::tls_acceptor_from_pem_h2(&cert, &key)?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, deflate = args.deflate, tls = tls.is_some(), "echo server listening (HTTP/1.1 and HTTP/2)");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -66,17 +82,58 @@ async fn serve(args: Args) -> Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let opts = opts.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            match accept(stream, &opts).await {
-                Ok(ws) => {
-                    if let Err(e) = echo(ws).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let deadline = tokio::time::Instant::now() + opts.ws.handshake_timeout;
+            let r = match tls {
+                None => match sniff_http2(&stream, deadline).await {
+                    Ok(true) => echo_http2(stream, &opts).await,
+                    Ok(false) => echo_http1(stream, &opts).await,
+                    Err(e) => Err(e.into()),
+                },
+                Some(acceptor) => {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                        Err(_) => Err(WsError::Timeout),
+                        Ok(Err(e)) => Err(e.into()),
+                        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            echo_http2(tls, &opts).await
+                        }
+                        Ok(Ok(tls)) => echo_http1(tls, &opts).await,
                     }
                 }
-                Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+            };
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// One HTTP/1.1 connection: the upgrade, then the echo.
+async fn echo_http1<S>(stream: S, opts: &ServerOptions) -> Result<(), WsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    echo(accept(stream, opts).await?).await
+}
+
+/// One HTTP/2 connection: every extended CONNECT (any path) is a WebSocket
+/// that echoes on its stream.
+async fn echo_http2<S>(stream: S, opts: &ServerOptions) -> Result<(), WsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    serve_http2(
+        stream,
+        opts,
+        |_| Ok(()),
+        |ws, _req| async move {
+            if let Err(e) = echo(ws).await {
+                tracing::debug!(error = %e, "HTTP/2 WebSocket ended with an error");
+            }
+        },
+    )
+    .await
 }
 
 /// Echoes until the connection is over. Everything already received in one

@@ -496,6 +496,15 @@ impl Rejection {
         self
     }
 
+    /// Sets the `Allow` header of a 405 (default `GET`).
+    fn with_allow(mut self, methods: &str) -> Self {
+        self.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("allow"));
+        self.headers.push(("Allow".to_owned(), methods.to_owned()));
+        self.render();
+        self
+    }
+
     fn render(&mut self) {
         let body = self.reason.as_bytes();
         let mut r = Vec::with_capacity(128 + body.len());
@@ -610,6 +619,36 @@ pub fn accept(req: &RequestHead<'_>, opts: &ServerOptions) -> Result<Accepted, R
     };
 
     let accept_key = accept_key(key);
+    let mut headers = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        ("Sec-WebSocket-Accept".to_owned(), accept_key.clone()),
+    ];
+    let (subprotocol, extensions, deflate) = negotiate(req, opts, &mut headers);
+    let mut response = Vec::with_capacity(256);
+    response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for (n, v) in &headers {
+        push_header(&mut response, n, v.as_bytes());
+    }
+    response.extend_from_slice(b"\r\n");
+    Ok(Accepted {
+        response,
+        headers,
+        accept_key,
+        subprotocol,
+        extensions,
+        deflate,
+    })
+}
+
+/// The subprotocol (ours by preference among the client's offers) and
+/// permessage-deflate answers, appended to `headers` with the extra
+/// headers; the same over HTTP/1.1, HTTP/2 and HTTP/3.
+fn negotiate(
+    req: &RequestHead<'_>,
+    opts: &ServerOptions,
+    headers: &mut Vec<(String, String)>,
+) -> (Option<String>, Option<String>, Option<DeflateParams>) {
     let subprotocol = opts
         .subprotocols
         .iter()
@@ -623,12 +662,6 @@ pub fn accept(req: &RequestHead<'_>, opts: &ServerOptions) -> Result<Accepted, R
         Some((p, s)) => (Some(p), Some(s)),
         None => (None, None),
     };
-
-    let mut headers = vec![
-        ("Upgrade".to_owned(), "websocket".to_owned()),
-        ("Connection".to_owned(), "Upgrade".to_owned()),
-        ("Sec-WebSocket-Accept".to_owned(), accept_key.clone()),
-    ];
     if let Some(p) = &subprotocol {
         headers.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
     }
@@ -636,16 +669,70 @@ pub fn accept(req: &RequestHead<'_>, opts: &ServerOptions) -> Result<Accepted, R
         headers.push(("Sec-WebSocket-Extensions".to_owned(), e.clone()));
     }
     headers.extend(opts.extra_headers.iter().cloned());
-    let mut response = Vec::with_capacity(256);
-    response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    for (n, v) in &headers {
-        push_header(&mut response, n, v.as_bytes());
+    (subprotocol, extensions, deflate)
+}
+
+/// The pseudo-headers of an extended CONNECT request (RFC 8441 §4 over
+/// HTTP/2, RFC 9220 over HTTP/3) that [`RequestHead`] does not carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtendedConnect<'a> {
+    /// `:protocol`, absent on a plain CONNECT.
+    pub protocol: Option<&'a str>,
+    /// `:authority`.
+    pub authority: Option<&'a str>,
+    /// `:scheme`.
+    pub scheme: Option<&'a str>,
+}
+
+/// Checks a WebSocket opened with extended CONNECT over HTTP/2 (RFC 8441)
+/// or HTTP/3 (RFC 9220) and builds the answer: status 200 with the
+/// subprotocol and permessage-deflate answers negotiated as in [`accept`]
+/// ([`Accepted::response`] is empty and [`Accepted::accept_key`] too: the
+/// stream itself is the upgrade, there is no key to prove).
+///
+/// `req` carries the method, the `:path` (as [`RequestHead::path`]) and the
+/// regular headers. Refuses with 405 (method other than `CONNECT`), 400
+/// (no `:protocol`, or one other than `websocket`; no `:authority` or
+/// `:scheme`; an empty `:path`; repeated `Origin`) or 426 (missing or
+/// other `Sec-WebSocket-Version` than 13).
+pub fn accept_extended_connect(
+    req: &RequestHead<'_>,
+    pseudo: ExtendedConnect<'_>,
+    opts: &ServerOptions,
+) -> Result<Accepted, Rejection> {
+    if req.method() != "CONNECT" {
+        return Err(
+            reject(405, "a WebSocket over HTTP/2 or HTTP/3 requires CONNECT").with_allow("CONNECT"),
+        );
     }
-    response.extend_from_slice(b"\r\n");
+    match pseudo.protocol {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {}
+        Some(_) => return Err(reject(400, "extended CONNECT: :protocol must be websocket")),
+        None => return Err(reject(400, "CONNECT without :protocol is not a WebSocket")),
+    }
+    if pseudo.authority.is_none_or(str::is_empty) {
+        return Err(reject(400, "extended CONNECT: :authority required"));
+    }
+    if pseudo.scheme.is_none_or(str::is_empty) {
+        return Err(reject(400, "extended CONNECT: :scheme required"));
+    }
+    if req.path().is_empty() {
+        return Err(reject(400, "extended CONNECT: :path required"));
+    }
+    if req.header_values("origin").count() > 1 {
+        return Err(reject(400, "more than one Origin header"));
+    }
+    let mut versions = req.header_values("sec-websocket-version");
+    match (versions.next().map(trim_ows), versions.next()) {
+        (Some(b"13"), None) => {}
+        _ => return Err(reject(426, "Sec-WebSocket-Version: 13 required")),
+    }
+    let mut headers = Vec::new();
+    let (subprotocol, extensions, deflate) = negotiate(req, opts, &mut headers);
     Ok(Accepted {
-        response,
+        response: Vec::new(),
         headers,
-        accept_key,
+        accept_key: String::new(),
         subprotocol,
         extensions,
         deflate,
@@ -843,31 +930,7 @@ impl ClientHandshake {
             (Some(a), None) if a == self.expected_accept.as_bytes() => {}
             _ => return Err(HandshakeError::InvalidAccept),
         }
-
-        let mut subprotocol = None;
-        if values("sec-websocket-protocol").next().is_some() {
-            let mut items = list_items(values("sec-websocket-protocol"));
-            let (Some(p), None) = (items.next(), items.next()) else {
-                return Err(HandshakeError::InvalidSubprotocol);
-            };
-            let p = String::from_utf8_lossy(p);
-            if !self.subprotocols.iter().any(|o| *o == p) {
-                return Err(HandshakeError::UnofferedSubprotocol(p.into_owned()));
-            }
-            subprotocol = Some(p.into_owned());
-        }
-
-        let ext_values: Vec<&[u8]> = values("sec-websocket-extensions").collect();
-        let deflate = match &self.deflate {
-            Some(cfg) => extension::accept_client(cfg, &ext_values)?,
-            None => {
-                if let Some(e) = extension::parse_extensions(&ext_values)?.first() {
-                    return Err(ExtensionError::Unoffered(e.name.to_owned()).into());
-                }
-                None
-            }
-        };
-        Ok((subprotocol, deflate))
+        check_negotiated(&self.subprotocols, self.deflate.as_ref(), headers)
     }
 
     /// The request bytes to send.
@@ -925,6 +988,119 @@ impl ClientHandshake {
             },
             len,
         )))
+    }
+}
+
+/// The subprotocol and extension answers of a response (any HTTP version):
+/// at most one subprotocol, one we offered; extensions as
+/// [`extension::accept_client`] allows, none if we offered none.
+fn check_negotiated(
+    subprotocols: &[String],
+    deflate: Option<&DeflateConfig>,
+    headers: &[(String, Vec<u8>)],
+) -> Result<(Option<String>, Option<DeflateParams>), HandshakeError> {
+    let values = |name| values_of(headers, name);
+    let mut subprotocol = None;
+    if values("sec-websocket-protocol").next().is_some() {
+        let mut items = list_items(values("sec-websocket-protocol"));
+        let (Some(p), None) = (items.next(), items.next()) else {
+            return Err(HandshakeError::InvalidSubprotocol);
+        };
+        let p = String::from_utf8_lossy(p);
+        if !subprotocols.iter().any(|o| *o == p) {
+            return Err(HandshakeError::UnofferedSubprotocol(p.into_owned()));
+        }
+        subprotocol = Some(p.into_owned());
+    }
+
+    let ext_values: Vec<&[u8]> = values("sec-websocket-extensions").collect();
+    let deflate = match deflate {
+        Some(cfg) => extension::accept_client(cfg, &ext_values)?,
+        None => {
+            if let Some(e) = extension::parse_extensions(&ext_values)?.first() {
+                return Err(ExtensionError::Unoffered(e.name.to_owned()).into());
+            }
+            None
+        }
+    };
+    Ok((subprotocol, deflate))
+}
+
+/// A client's WebSocket over extended CONNECT (RFC 8441 over HTTP/2, RFC
+/// 9220 over HTTP/3): the regular headers to send beside the pseudo-headers
+/// `:method = CONNECT`, `:protocol = websocket`, `:scheme`, `:authority`
+/// and `:path` (which the HTTP library writes), and the check of the
+/// answer. There is no key: the stream is the upgrade.
+#[derive(Clone, Debug)]
+pub struct ExtendedConnectHandshake {
+    headers: Vec<(String, String)>,
+    subprotocols: Vec<String>,
+    deflate: Option<DeflateConfig>,
+}
+
+impl ExtendedConnectHandshake {
+    /// The request's headers for `opts`: `sec-websocket-version: 13`, the
+    /// origin, subprotocols, the permessage-deflate offer and the extra
+    /// headers, names in lower case (HTTP/2 and HTTP/3 require it).
+    pub fn try_new(opts: ClientOptions) -> Result<ExtendedConnectHandshake, HandshakeError> {
+        if !opts.subprotocols.iter().all(|p| is_token(p)) {
+            return Err(HandshakeError::InvalidRequest(
+                "subprotocol is not an HTTP token",
+            ));
+        }
+        let mut headers = vec![("sec-websocket-version".to_owned(), "13".to_owned())];
+        if let Some(o) = &opts.origin {
+            if !is_safe_value(o.as_bytes()) {
+                return Err(HandshakeError::InvalidRequest("invalid Origin"));
+            }
+            headers.push(("origin".to_owned(), o.clone()));
+        }
+        if !opts.subprotocols.is_empty() {
+            headers.push((
+                "sec-websocket-protocol".to_owned(),
+                opts.subprotocols.join(", "),
+            ));
+        }
+        if let Some(cfg) = &opts.deflate {
+            headers.push((
+                "sec-websocket-extensions".to_owned(),
+                extension::client_offer(cfg),
+            ));
+        }
+        for (n, v) in &opts.extra_headers {
+            check_extra_header(n, v).map_err(HandshakeError::InvalidRequest)?;
+            headers.push((n.to_ascii_lowercase(), v.clone()));
+        }
+        Ok(ExtendedConnectHandshake {
+            headers,
+            subprotocols: opts.subprotocols,
+            deflate: opts.deflate,
+        })
+    }
+
+    /// The headers to send.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// Checks the answer: a 2xx status ([`HandshakeError::UnexpectedStatus`]
+    /// otherwise), then the subprotocol and extensions as
+    /// [`ClientHandshake::receive_response`] does.
+    pub fn receive_response(
+        &self,
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<ClientAccepted, HandshakeError> {
+        if !(200..300).contains(&status) {
+            return Err(HandshakeError::UnexpectedStatus(status));
+        }
+        let (subprotocol, deflate) =
+            check_negotiated(&self.subprotocols, self.deflate.as_ref(), &headers)?;
+        Ok(ClientAccepted {
+            subprotocol,
+            deflate,
+            headers,
+        })
     }
 }
 
@@ -1757,6 +1933,129 @@ mod tests {
             c.receive_response(r.as_bytes(), &limits().max_headers(2))
                 .unwrap_err(),
             HandshakeError::TooManyHeaders
+        );
+    }
+
+    fn h2_request<'a>(method: &'a str, headers: &'a [(&'a str, &'a [u8])]) -> RequestHead<'a> {
+        RequestHead::from_parts(method, false, "/chat?x=1", headers.iter().copied())
+    }
+
+    const H2: ExtendedConnect<'static> = ExtendedConnect {
+        protocol: Some("websocket"),
+        authority: Some("example.com"),
+        scheme: Some("https"),
+    };
+
+    #[test]
+    fn extended_connect_accepted_with_negotiation() {
+        let headers: &[(&str, &[u8])] = &[
+            ("sec-websocket-version", b"13"),
+            ("sec-websocket-protocol", b"chat, superchat"),
+            ("sec-websocket-extensions", b"permessage-deflate"),
+            ("origin", b"https://example.com"),
+        ];
+        let opts = ServerOptions::default()
+            .subprotocols(["superchat"])
+            .deflate(Some(DeflateConfig::default()));
+        let a = accept_extended_connect(&h2_request("CONNECT", headers), H2, &opts).unwrap();
+        assert_eq!(a.subprotocol.as_deref(), Some("superchat"));
+        assert!(a.deflate.is_some());
+        assert!(a.response.is_empty() && a.accept_key.is_empty());
+        let names: Vec<&str> = a.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"]
+        );
+        assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("upgrade")));
+
+        // The client's check of that answer.
+        let client = ExtendedConnectHandshake::try_new(
+            ClientOptions::default()
+                .subprotocols(["chat", "superchat"])
+                .deflate(Some(DeflateConfig::default()))
+                .origin("https://example.com"),
+        )
+        .unwrap();
+        let sent: Vec<&str> = client.headers().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            sent,
+            [
+                "sec-websocket-version",
+                "origin",
+                "sec-websocket-protocol",
+                "sec-websocket-extensions"
+            ]
+        );
+        let answer: Vec<(String, Vec<u8>)> = a
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes()))
+            .collect();
+        let done = client.receive_response(200, answer.clone()).unwrap();
+        assert_eq!(done.subprotocol.as_deref(), Some("superchat"));
+        assert!(done.deflate.is_some());
+        assert_eq!(
+            client.receive_response(404, answer).unwrap_err(),
+            HandshakeError::UnexpectedStatus(404)
+        );
+        let plain = ExtendedConnectHandshake::try_new(ClientOptions::default()).unwrap();
+        let unoffered = vec![("sec-websocket-protocol".to_owned(), b"chat".to_vec())];
+        assert!(matches!(
+            plain.receive_response(200, unoffered),
+            Err(HandshakeError::UnofferedSubprotocol(_))
+        ));
+        let ext = vec![(
+            "sec-websocket-extensions".to_owned(),
+            b"permessage-deflate".to_vec(),
+        )];
+        assert!(plain.receive_response(200, ext).is_err());
+    }
+
+    #[test]
+    fn extended_connect_refusals() {
+        let ok: &[(&str, &[u8])] = &[("sec-websocket-version", b"13")];
+        let opts = ServerOptions::default();
+        let status = |method, pseudo, headers| {
+            accept_extended_connect(&h2_request(method, headers), pseudo, &opts)
+                .map(|_| 200)
+                .unwrap_or_else(|r| r.status)
+        };
+        assert_eq!(status("CONNECT", H2, ok), 200);
+        let get = accept_extended_connect(&h2_request("GET", ok), H2, &opts).unwrap_err();
+        assert_eq!(get.status, 405);
+        assert!(get
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Allow" && v == "CONNECT"));
+        let with = |f: fn(&mut ExtendedConnect<'static>)| {
+            let mut p = H2;
+            f(&mut p);
+            p
+        };
+        assert_eq!(status("CONNECT", with(|p| p.protocol = None), ok), 400);
+        assert_eq!(
+            status("CONNECT", with(|p| p.protocol = Some("connect-udp")), ok),
+            400
+        );
+        assert_eq!(status("CONNECT", with(|p| p.authority = None), ok), 400);
+        assert_eq!(status("CONNECT", with(|p| p.authority = Some("")), ok), 400);
+        assert_eq!(status("CONNECT", with(|p| p.scheme = None), ok), 400);
+        assert_eq!(status("CONNECT", H2, &[]), 426);
+        assert_eq!(
+            status("CONNECT", H2, &[("sec-websocket-version", b"8")]),
+            426
+        );
+        assert_eq!(
+            status(
+                "CONNECT",
+                H2,
+                &[
+                    ("sec-websocket-version", b"13"),
+                    ("origin", b"https://a"),
+                    ("origin", b"https://b")
+                ]
+            ),
+            400
         );
     }
 }

@@ -84,15 +84,15 @@ impl ClientOptions {
 }
 
 /// What a `ws://` / `wss://` URL says.
-struct Target {
-    tls: bool,
-    host: url::Host<String>,
-    port: u16,
-    host_header: String,
-    path_and_query: String,
+pub(crate) struct Target {
+    pub(crate) tls: bool,
+    pub(crate) host: url::Host<String>,
+    pub(crate) port: u16,
+    pub(crate) host_header: String,
+    pub(crate) path_and_query: String,
 }
 
-fn parse_url(s: &str) -> Result<Target, WsError> {
+pub(crate) fn parse_url(s: &str) -> Result<Target, WsError> {
     let url = Url::parse(s).map_err(|e| WsError::InvalidUrl(format!("{s:?}: {e}")))?;
     let tls = match url.scheme() {
         "ws" | "http" => false,
@@ -146,7 +146,8 @@ pub async fn connect(
     handshake_on(stream, &target, opts).await
 }
 
-async fn open(target: &Target, tls_opts: &TlsOptions) -> Result<MaybeTlsStream, WsError> {
+/// The TCP connection to `target`, `TCP_NODELAY` set.
+pub(crate) async fn tcp_connect(target: &Target) -> Result<TcpStream, WsError> {
     let tcp = match &target.host {
         url::Host::Domain(d) => TcpStream::connect((d.as_str(), target.port)).await?,
         url::Host::Ipv4(a) => {
@@ -157,6 +158,11 @@ async fn open(target: &Target, tls_opts: &TlsOptions) -> Result<MaybeTlsStream, 
         }
     };
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn open(target: &Target, tls_opts: &TlsOptions) -> Result<MaybeTlsStream, WsError> {
+    let tcp = tcp_connect(target).await?;
     if !target.tls {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
@@ -164,6 +170,50 @@ async fn open(target: &Target, tls_opts: &TlsOptions) -> Result<MaybeTlsStream, 
     let name = tls::server_name(&target.host)?;
     let tls = TlsConnector::from(config).connect(name, tcp).await?;
     Ok(MaybeTlsStream::Tls(tls))
+}
+
+/// Connects like [`connect`], over HTTP/2 (RFC 8441) when the server
+/// offers it: for `wss://` the TLS handshake offers ALPN `h2` and
+/// `http/1.1`; when the server picks `h2` and its settings allow
+/// WebSockets (`SETTINGS_ENABLE_CONNECT_PROTOCOL`), the WebSocket is a
+/// stream of a new HTTP/2 connection ([`MaybeTlsStream::Http2`]);
+/// otherwise it is an HTTP/1.1 upgrade, on the same TLS connection when
+/// the server picked `http/1.1` and on a new one when it picked `h2`
+/// without allowing WebSockets. A `ws://` URL uses HTTP/1.1 (cleartext
+/// HTTP/2 needs prior knowledge: [`crate::Http2Connection::connect`]).
+///
+/// To put many WebSockets on one connection, use
+/// [`crate::Http2Connection`] directly.
+///
+/// **Cancel safety:** not cancel safe (nothing is left to resume).
+pub async fn connect_prefer_http2(
+    url: &str,
+    opts: &ClientOptions,
+) -> Result<WebSocket<MaybeTlsStream>, WsError> {
+    let target = parse_url(url)?;
+    if !target.tls {
+        return connect(url, opts).await;
+    }
+    let opened = timeout(opts.connect_timeout, crate::http2::open_h2(&target, opts)).await??;
+    match opened {
+        crate::http2::Opened::OtherAlpn(tls) => {
+            handshake_on(MaybeTlsStream::Tls(*tls), &target, opts).await
+        }
+        crate::http2::Opened::H2(io) => {
+            let h2 = crate::Http2Connection::handshake_opened(io, &target, opts).await?;
+            if !h2.supports_websockets() {
+                return connect(url, opts).await;
+            }
+            let (stream, conn, protocol) = h2.open_stream(&target.path_and_query, opts).await?;
+            Ok(WebSocket::with_options(
+                MaybeTlsStream::Http2(Box::new(stream)),
+                conn,
+                &[],
+                protocol,
+                &opts.ws,
+            ))
+        }
+    }
 }
 
 /// Runs the client's opening handshake over a stream you connected (a

@@ -51,6 +51,11 @@ pub enum WsError {
     /// A command was refused before anything was queued: a ping payload
     /// or close reason too long, or a close code that may not be sent.
     Send(SendError),
+    /// HTTP/2 (RFC 8441): the connection failed or refused the stream
+    /// (GOAWAY, RST_STREAM, a broken frame), or the server does not allow
+    /// WebSockets over it (it did not advertise
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`).
+    Http2(String),
 }
 
 impl WsError {
@@ -86,6 +91,7 @@ impl fmt::Display for WsError {
             WsError::InvalidUrl(why) => write!(f, "invalid websocket URL: {why}"),
             WsError::Tls(why) => write!(f, "TLS setup: {why}"),
             WsError::Send(e) => write!(f, "websocket command refused: {e}"),
+            WsError::Http2(why) => write!(f, "websocket over HTTP/2: {why}"),
         }
     }
 }
@@ -119,6 +125,18 @@ impl From<SendError> for WsError {
             SendError::Closed => WsError::Closed,
             other => WsError::Send(other),
         }
+    }
+}
+
+impl From<h2::Error> for WsError {
+    fn from(e: h2::Error) -> Self {
+        if e.is_io() {
+            if let Some(io) = e.into_io() {
+                return WsError::Io(io);
+            }
+            return WsError::Http2("I/O error".into());
+        }
+        WsError::Http2(e.to_string())
     }
 }
 

@@ -3,7 +3,9 @@
 //! This crate puts the sans-I/O core [`wshub_proto`] on tokio byte streams.
 //! It owns: accepting ([`accept`], [`accept_with`], and [`upgrade`] for
 //! hyper/axum services) and connecting ([`connect`] for `ws://` and
-//! `wss://`, [`connect_on`] over any stream); TLS with rustls
+//! `wss://`, [`connect_on`] over any stream); WebSockets over HTTP/2
+//! (RFC 8441: [`serve_http2`], [`Http2Connection`],
+//! [`connect_prefer_http2`]); TLS with rustls
 //! ([`tls_acceptor_from_pem`], [`TlsOptions`]); the timers (handshake
 //! timeout, keepalive, close timeout, lingering close); the bounded write
 //! queue with its high-water mark; and vectored writes, one per wakeup.
@@ -58,6 +60,7 @@
 mod client;
 mod engine;
 mod error;
+mod http2;
 mod options;
 mod server;
 mod split;
@@ -65,16 +68,20 @@ mod stream;
 mod tls;
 mod websocket;
 
-pub use client::{connect, connect_on, ClientOptions};
+pub use client::{connect, connect_on, connect_prefer_http2, ClientOptions};
 pub use error::WsError;
+pub use http2::{
+    is_http2_preface, serve_http2, serve_http2_with, sniff_http2, Http2Connection, Http2Options,
+    Http2Stream, Http2WebSocket, HTTP2_PREFACE,
+};
 pub use options::Options;
 pub use server::{
-    accept, accept_with, upgrade, RejectResponse, ServerOptions, UpgradeFut, UpgradeResponse,
-    UpgradedWebSocket,
+    accept, accept_with, is_extended_connect, upgrade, RejectResponse, ServerOptions, UpgradeFut,
+    UpgradeResponse, UpgradedWebSocket,
 };
 pub use split::{WsReader, WsSender, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use tls::{tls_acceptor_from_pem, TlsOptions};
+pub use tls::{tls_acceptor_from_pem, tls_acceptor_from_pem_h2, TlsOptions};
 pub use websocket::WebSocket;
 
 /// The protocol core this crate drives, re-exported for its types

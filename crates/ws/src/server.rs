@@ -15,7 +15,7 @@ use http_body_util::{Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
-use wshub_proto::handshake::{self, Accepted, Rejection, RequestHead};
+use wshub_proto::handshake::{self, Accepted, ExtendedConnect, Rejection, RequestHead};
 use wshub_proto::{Config, Connection, DeflateConfig, Role};
 
 use crate::error::WsError;
@@ -202,7 +202,8 @@ where
 /// The WebSocket a hyper upgrade yields.
 pub type UpgradedWebSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// The `101 Switching Protocols` response [`upgrade`] returns.
+/// The response [`upgrade`] returns: `101 Switching Protocols` over
+/// HTTP/1.1, `200` over HTTP/2.
 pub type UpgradeResponse = Response<Empty<Bytes>>;
 
 /// The error response [`upgrade`] returns for a refused request: the status
@@ -212,12 +213,20 @@ pub type RejectResponse = Response<Full<Bytes>>;
 /// Validates a WebSocket upgrade request inside an HTTP server (hyper 1,
 /// axum) with the same handshake code as [`accept`].
 ///
-/// On success returns the `101` response to hand back to the server and
-/// an [`UpgradeFut`] that resolves to the connection once the server has
-/// sent the response (spawn a task that awaits it). On failure returns the
-/// error response (400, 405, 426, ...) to send instead. The connection of
-/// the hyper server must be served with upgrades enabled
-/// (`http1::Builder::serve_connection(..).with_upgrades()`).
+/// On success returns the response to hand back to the server and an
+/// [`UpgradeFut`] that resolves to the connection once the server has sent
+/// the response (spawn a task that awaits it). On failure returns the error
+/// response (400, 405, 426, ...) to send instead.
+///
+/// Over HTTP/1.1 the request is a `GET` with `Upgrade: websocket` and the
+/// answer `101 Switching Protocols`; the connection must be served with
+/// upgrades enabled (`http1::Builder::serve_connection(..).with_upgrades()`).
+/// Over HTTP/2 (RFC 8441) the request is an extended CONNECT with
+/// `:protocol = websocket` ([`is_extended_connect`]), the answer `200`, and
+/// the WebSocket runs on that one stream of the connection; the server must
+/// advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+/// (`http2::Builder::enable_connect_protocol()`, or use [`serve_http2`]).
+/// The subprotocol, permessage-deflate and limits are the same on both.
 ///
 /// ```no_run
 /// use http_body_util::{BodyExt, Empty, Full};
@@ -248,6 +257,7 @@ pub fn upgrade<B>(
     req: &mut http::Request<B>,
     opts: &ServerOptions,
 ) -> Result<(UpgradeResponse, UpgradeFut), RejectResponse> {
+    let extended = is_extended_connect(req);
     let accepted = {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let head = RequestHead::from_parts(
@@ -258,10 +268,27 @@ pub fn upgrade<B>(
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         );
-        handshake::accept(&head, &opts.handshake)
+        if extended {
+            let pseudo = ExtendedConnect {
+                protocol: req
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .map(|p| p.as_str()),
+                authority: req.uri().authority().map(|a| a.as_str()),
+                scheme: req.uri().scheme_str(),
+            };
+            handshake::accept_extended_connect(&head, pseudo, &opts.handshake)
+        } else {
+            handshake::accept(&head, &opts.handshake)
+        }
     };
     let accepted = accepted.map_err(|rej| rejection_response(&rej))?;
-    let response = switching_response(&accepted).map_err(|e| {
+    let status = if extended {
+        StatusCode::OK
+    } else {
+        StatusCode::SWITCHING_PROTOCOLS
+    };
+    let response = switching_response(&accepted, status).map_err(|e| {
         rejection_response(&handshake::reject(
             500,
             &format!("cannot build the 101 response: {e}"),
@@ -277,9 +304,16 @@ pub fn upgrade<B>(
     Ok((response, fut))
 }
 
-fn switching_response(acc: &Accepted) -> Result<UpgradeResponse, http::Error> {
+/// Whether `req` opens a WebSocket the HTTP/2 (RFC 8441) or HTTP/3 (RFC
+/// 9220) way: a CONNECT over a version past 1.1. A CONNECT without
+/// `:protocol`, or with another one, is refused by the handshake check.
+pub fn is_extended_connect<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::CONNECT && req.version() >= http::Version::HTTP_2
+}
+
+fn switching_response(acc: &Accepted, status: StatusCode) -> Result<UpgradeResponse, http::Error> {
     let mut resp = Response::new(Empty::new());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *resp.status_mut() = status;
     for (n, v) in &acc.headers {
         resp.headers_mut().append(
             HeaderName::from_bytes(n.as_bytes())?,
@@ -289,7 +323,7 @@ fn switching_response(acc: &Accepted) -> Result<UpgradeResponse, http::Error> {
     Ok(resp)
 }
 
-fn rejection_response(rej: &Rejection) -> RejectResponse {
+pub(crate) fn rejection_response(rej: &Rejection) -> RejectResponse {
     let mut resp = Response::new(Full::new(Bytes::from(rej.reason.clone())));
     *resp.status_mut() =
         StatusCode::from_u16(rej.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

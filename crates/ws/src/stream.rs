@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A client's TCP connection, plain (`ws://`) or TLS (`wss://`).
+/// A client's connection: TCP, plain (`ws://`) or TLS (`wss://`), or a
+/// stream of an HTTP/2 connection ([`crate::connect_prefer_http2`]).
 // The TLS variant is much larger than the plain one; a client holds one
 // per connection, so boxing it would save little and cost an indirection.
 #[allow(clippy::large_enum_variant)]
@@ -17,20 +18,30 @@ pub enum MaybeTlsStream {
     Plain(TcpStream),
     /// `wss://`: TLS over TCP (rustls).
     Tls(tokio_rustls::client::TlsStream<TcpStream>),
+    /// One stream of an HTTP/2 connection (RFC 8441), over TLS.
+    Http2(Box<crate::Http2Stream>),
 }
 
 impl MaybeTlsStream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP connection underneath; `None` for an HTTP/2 stream, whose
+    /// connection is shared.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTlsStream::Plain(s) => s,
-            MaybeTlsStream::Tls(s) => s.get_ref().0,
+            MaybeTlsStream::Plain(s) => Some(s),
+            MaybeTlsStream::Tls(s) => Some(s.get_ref().0),
+            MaybeTlsStream::Http2(_) => None,
         }
     }
 
-    /// Whether this is a TLS connection.
+    /// Whether this is a TLS connection (HTTP/2 streams are, over
+    /// `wss://`).
     pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTlsStream::Tls(_))
+        !matches!(self, MaybeTlsStream::Plain(_))
+    }
+
+    /// Whether this is a stream of an HTTP/2 connection.
+    pub fn is_http2(&self) -> bool {
+        matches!(self, MaybeTlsStream::Http2(_))
     }
 }
 
@@ -43,6 +54,7 @@ impl AsyncRead for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTlsStream::Http2(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -56,6 +68,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTlsStream::Http2(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -67,6 +80,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             MaybeTlsStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::Http2(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -74,6 +88,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self {
             MaybeTlsStream::Plain(s) => s.is_write_vectored(),
             MaybeTlsStream::Tls(s) => s.is_write_vectored(),
+            MaybeTlsStream::Http2(s) => s.is_write_vectored(),
         }
     }
 
@@ -81,6 +96,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            MaybeTlsStream::Http2(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -88,6 +104,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTlsStream::Http2(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

@@ -237,6 +237,22 @@ impl ServerCertVerifier for AcceptAnyCert {
 /// # drop(ws); Ok(()) }
 /// ```
 pub fn tls_acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, WsError> {
+    acceptor(cert_pem, key_pem, vec![b"http/1.1".to_vec()])
+}
+
+/// Like [`tls_acceptor_from_pem`], offering ALPN `h2` before `http/1.1`:
+/// for a server that serves HTTP/2 on the connections that pick it
+/// (`tls.get_ref().1.alpn_protocol() == Some(b"h2")`, then
+/// [`crate::serve_http2`]) and HTTP/1.1 on the others.
+pub fn tls_acceptor_from_pem_h2(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, WsError> {
+    acceptor(
+        cert_pem,
+        key_pem,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    )
+}
+
+fn acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: Vec<Vec<u8>>) -> Result<TlsAcceptor, WsError> {
     let certs = parse_certs(cert_pem)?;
     if certs.is_empty() {
         return Err(WsError::Tls("no certificate in the certificate PEM".into()));
@@ -251,6 +267,6 @@ pub fn tls_acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAccep
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(tls_err)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn;
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }

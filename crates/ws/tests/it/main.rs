@@ -6,6 +6,7 @@ mod cancel;
 mod close;
 mod echo;
 mod handshake;
+mod http2;
 mod hyper_upgrade;
 mod keepalive;
 mod split;
