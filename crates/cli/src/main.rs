@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod autobahn;
 mod bench;
+mod cert;
 mod connect;
 mod echo;
 mod serve;
@@ -50,6 +51,10 @@ enum Cmd {
     GenToken(serve::TokenArgs),
     /// Publish into a channel through the server HTTP API.
     Publish(serve::PublishArgs),
+    /// Write a self-signed development certificate and key (ECDSA P-256)
+    /// for `serve`/`echo --tls-cert/--tls-key`; prints the hashes browsers
+    /// take to trust it.
+    GenCert(cert::Args),
     /// Load generators that print progress and one JSON summary line.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig(a) => serve::check_config(a),
         Cmd::GenToken(a) => serve::gen_token(a).map(|()| ExitCode::SUCCESS),
         Cmd::Publish(a) => serve::publish(a),
+        Cmd::GenCert(a) => cert::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Bench(b) => bench::run(b).map(|()| ExitCode::SUCCESS),
     };
     match result {

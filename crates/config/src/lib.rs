@@ -230,6 +230,35 @@ pub struct HttpServerConfig {
     /// read. 0 (the default) picks the open-file limit minus a reserve of
     /// max(64, 5%) for the broker, logs and the listener.
     pub max_connections: u32,
+    /// `http2` (wshub): HTTP/2 on the same port, with WebSockets over it
+    /// (RFC 8441).
+    pub http2: Http2Config,
+}
+
+/// `http_server.http2` section (wshub). HTTP/2 is served on TLS
+/// connections whose client picks ALPN `h2` and on cleartext connections
+/// that open with the HTTP/2 preface (prior knowledge, h2c), on the same
+/// port as HTTP/1.1; WebSockets open over it by extended CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Http2Config {
+    /// `enabled`: default true. When false, TLS offers only ALPN
+    /// `http/1.1` and the preface is answered as a bad HTTP/1.1 request.
+    pub enabled: bool,
+    /// `max_concurrent_streams`: streams (requests, WebSockets, SSE
+    /// streams) one connection may have open at once; default 128. A
+    /// stream past it is refused (`REFUSED_STREAM`).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            enabled: true,
+            max_concurrent_streams: 128,
+        }
+    }
 }
 
 impl Default for HttpServerConfig {
@@ -247,6 +276,7 @@ impl Default for HttpServerConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             listen_backlog: 4096,
             max_connections: 0,
+            http2: Http2Config::default(),
         }
     }
 }

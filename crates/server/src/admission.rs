@@ -73,6 +73,38 @@ impl EncodeLabelValue for Refusal {
     }
 }
 
+/// The HTTP version a connection speaks (`version` label of
+/// [`HTTP_CONNECTIONS`](crate::HTTP_CONNECTIONS) and `http_version` of
+/// [`WEBSOCKETS_OPENED`](crate::WEBSOCKETS_OPENED)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum HttpVersion {
+    /// HTTP/1.1 (and 1.0).
+    Http1 = 0,
+    /// HTTP/2: ALPN `h2`, or cleartext with prior knowledge.
+    Http2 = 1,
+}
+
+const HTTP_VERSIONS: [HttpVersion; 2] = [HttpVersion::Http1, HttpVersion::Http2];
+
+impl EncodeLabelValue for HttpVersion {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        e.write_str(match self {
+            HttpVersion::Http1 => "1.1",
+            HttpVersion::Http2 => "2",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VersionLabels {
+    version: HttpVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpVersionLabels {
+    http_version: HttpVersion,
+}
+
 /// Why a TLS handshake failed (`reason` label of
 /// [`TLS_HANDSHAKE_FAILURES`](crate::TLS_HANDSHAKE_FAILURES)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +155,8 @@ pub(crate) struct Admission {
     refused: [Counter; REFUSALS.len()],
     accept_errors: Counter,
     tls_failures: [Counter; TLS_FAILURES.len()],
+    versions: [Counter; HTTP_VERSIONS.len()],
+    websockets: [Counter; HTTP_VERSIONS.len()],
 }
 
 impl Admission {
@@ -169,6 +203,21 @@ impl Admission {
             "Failed accept calls (the pending connection could not be taken)",
             accept_errors.clone(),
         );
+        let (versions, f) = fixed(HTTP_VERSIONS, |version| VersionLabels { version });
+        registry.register(
+            counter_name(crate::HTTP_CONNECTIONS),
+            "HTTP connections served, by the HTTP version they speak (1.1, 2)",
+            f,
+        );
+        let (websockets, f) = fixed(HTTP_VERSIONS, |http_version| HttpVersionLabels {
+            http_version,
+        });
+        registry.register(
+            counter_name(crate::WEBSOCKETS_OPENED),
+            "WebSockets opened, by the HTTP version of their handshake: 1.1 (Upgrade), \
+             2 (extended CONNECT, RFC 8441)",
+            f,
+        );
         Arc::new(Admission {
             limit,
             open,
@@ -176,7 +225,23 @@ impl Admission {
             refused,
             accept_errors,
             tls_failures,
+            versions,
+            websockets,
         })
+    }
+
+    /// Counts a connection that speaks `v`.
+    pub fn count_connection(&self, v: HttpVersion) {
+        if let Some(c) = self.versions.get(v as usize) {
+            c.inc();
+        }
+    }
+
+    /// Counts a WebSocket opened over `v`.
+    pub fn count_websocket(&self, v: HttpVersion) {
+        if let Some(c) = self.websockets.get(v as usize) {
+            c.inc();
+        }
     }
 
     /// The cap on open sockets.

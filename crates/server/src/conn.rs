@@ -28,7 +28,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::admission::{Phase, SocketPermit};
+use crate::admission::{HttpVersion, Phase, SocketPermit};
 use crate::Shared;
 
 const FIRST: u8 = 0;
@@ -61,14 +61,36 @@ pub(crate) struct Clock {
     phase: AtomicU8,
     /// Milliseconds from `base` to the start of the phase.
     since: AtomicU64,
+    /// Requests being answered and WebSockets open on the connection (one
+    /// at a time over HTTP/1.1, any number of streams over HTTP/2): the
+    /// connection is idle when none are.
+    active: AtomicUsize,
+    /// HTTP/2: bytes after an idle period are frames (PING, SETTINGS), not
+    /// the head of a request, so they do not start the header phase.
+    http2: bool,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    fn new(http2: bool) -> Clock {
         Clock {
             base: Instant::now(),
             phase: AtomicU8::new(FIRST),
             since: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            http2,
+        }
+    }
+
+    /// A request (or a WebSocket) starts: the connection is busy.
+    fn enter(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.set(BUSY);
+    }
+
+    /// A request (or a WebSocket) is over: idle when it was the last one.
+    fn leave(&self) {
+        if self.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.set(IDLE);
         }
     }
 
@@ -110,7 +132,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && self.clock.phase.load(Ordering::Relaxed) == IDLE {
+        if buf.filled().len() > before
+            && !self.clock.http2
+            && self.clock.phase.load(Ordering::Relaxed) == IDLE
+        {
             self.clock.set(HEAD);
         }
         r
@@ -156,7 +181,31 @@ pub(crate) struct Guarded<B> {
 
 impl<B> Drop for Guarded<B> {
     fn drop(&mut self) {
-        self.clock.set(IDLE);
+        self.clock.leave();
+    }
+}
+
+/// Keeps its connection out of the idle phase while held: a WebSocket on
+/// an HTTP/2 stream, whose connection must not time out as idle under it
+/// (given to the request as an extension; see [`Activity::hold`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Activity(Arc<Clock>);
+
+impl Activity {
+    /// Busy until the returned guard is dropped.
+    pub fn hold(&self) -> ActiveGuard {
+        self.0.enter();
+        ActiveGuard(self.0.clone())
+    }
+}
+
+/// See [`Activity::hold`].
+#[derive(Debug)]
+pub(crate) struct ActiveGuard(Arc<Clock>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -180,38 +229,61 @@ impl<B: Body + Unpin> Body for Guarded<B> {
     }
 }
 
-/// Serves HTTP/1.1 (and WebSocket upgrades) on one connection until it
-/// ends, a phase times out, or, on shutdown, its in-flight request is
-/// answered.
+/// Serves HTTP/1.1 (and WebSocket upgrades) or HTTP/2 (and WebSockets by
+/// extended CONNECT, RFC 8441) on one connection until it ends, a phase
+/// times out, or, on shutdown, its in-flight requests are answered.
 pub(crate) async fn serve_http<S>(
     shared: &Arc<Shared>,
     stream: S,
     peer: SocketAddr,
     permit: SocketPermit,
+    version: HttpVersion,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let clock = Arc::new(Clock::new());
-    let io = Watched {
+    shared.admission.count_connection(version);
+    let http2 = version == HttpVersion::Http2;
+    let clock = Arc::new(Clock::new(http2));
+    let io = TokioIo::new(Watched {
         inner: stream,
         clock: clock.clone(),
         _permit: permit,
-    };
+    });
     let svc_shared = shared.clone();
     let svc_clock = clock.clone();
-    let svc = service_fn(move |req| {
-        svc_clock.set(BUSY);
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        svc_clock.enter();
         let clock = svc_clock.clone();
         let shared = svc_shared.clone();
+        if http2 {
+            req.extensions_mut().insert(Activity(clock.clone()));
+        }
         async move {
             let resp = crate::http::route(shared, peer, req).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| Guarded { inner, clock }))
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(None)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
+    if http2 {
+        let conn = shared.http2.server_builder().serve_connection(io, svc);
+        drive(shared, peer, &clock, conn, |c| c.graceful_shutdown()).await;
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .header_read_timeout(None)
+            .serve_connection(io, svc)
+            .with_upgrades();
+        drive(shared, peer, &clock, conn, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// Polls a hyper connection under the phase timeouts until it ends; on
+/// shutdown asks it to finish gracefully (`graceful`).
+async fn drive<C: Future>(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    clock: &Clock,
+    conn: C,
+    graceful: impl Fn(Pin<&mut C>),
+) {
     tokio::pin!(conn);
     let timeouts = shared.timeouts;
     let sleep = tokio::time::sleep(Duration::ZERO);
@@ -220,7 +292,7 @@ pub(crate) async fn serve_http<S>(
     let mut draining = false;
     loop {
         tokio::select! {
-            end = Supervise { conn: conn.as_mut(), sleep: sleep.as_mut(), clock: &clock, timeouts } => {
+            end = Supervise { conn: conn.as_mut(), sleep: sleep.as_mut(), clock, timeouts } => {
                 if let Some(phase) = end {
                     tracing::debug!(%peer, ?phase, "HTTP connection timed out");
                     shared.admission.count_timeout(phase);
@@ -230,7 +302,7 @@ pub(crate) async fn serve_http<S>(
             r = shutdown.wait_for(|s| *s), if !draining => {
                 let _ = r;
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
             }
         }
     }

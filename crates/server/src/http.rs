@@ -341,14 +341,25 @@ fn websocket(
         // which permessage-deflate allows; replies may be compressed.
         opts = opts.deflate(Some(wshub_ws::DeflateConfig::default()));
     }
+    // Over HTTP/2 the WebSocket is one stream of the connection: it keeps
+    // the connection from counting as idle for as long as it is open.
+    let version = if req.version() >= http::Version::HTTP_2 {
+        crate::admission::HttpVersion::Http2
+    } else {
+        crate::admission::HttpVersion::Http1
+    };
+    let activity = req.extensions().get::<crate::conn::Activity>().cloned();
     match wshub_ws::upgrade(&mut req, &opts) {
         Ok((resp, fut)) => {
+            shared.admission.count_websocket(version);
             // Boxed before the task captures it: a captured value keeps its
             // room in the task for the connection's whole life, and the
             // upgrade future is only needed until the 101 went out.
             let fut = Box::pin(fut);
+            let active = activity.map(|a| a.hold());
             let task = async move {
                 let _permit = permit;
+                let _active = active;
                 // Split inside the match: the whole connection is not kept
                 // by value in the task beside its halves.
                 let (halves, encoding) = match fut.await {

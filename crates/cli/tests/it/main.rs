@@ -14,6 +14,7 @@ mod connect_cli;
 mod echo_strict;
 mod fallback;
 mod front_limits;
+mod gateway_h2;
 mod join_storm;
 mod node_peer;
 mod payload;
