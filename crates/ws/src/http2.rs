@@ -421,6 +421,20 @@ impl Http2Connection {
         ))
     }
 
+    /// The byte stream of a WebSocket opened as [`websocket`](Self::websocket)
+    /// does (the same extended CONNECT and checks), without the engine on
+    /// it: for callers that run their own framing (conformance tests,
+    /// tunnels). The frames on it are the client's to mask.
+    ///
+    /// **Cancel safety:** not cancel safe (the stream is reset).
+    pub async fn raw_stream(
+        &self,
+        path_and_query: &str,
+        opts: &ClientOptions,
+    ) -> Result<Http2Stream, WsError> {
+        Ok(self.open_stream(path_and_query, opts).await?.0)
+    }
+
     /// The extended CONNECT of [`websocket`](Self::websocket): the stream,
     /// the core's connection and the subprotocol.
     pub(crate) async fn open_stream(
