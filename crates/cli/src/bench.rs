@@ -17,6 +17,7 @@ mod echo;
 mod gateway;
 mod idle;
 mod latency;
+mod multiplex;
 mod raw;
 mod sse;
 
@@ -67,6 +68,10 @@ pub enum Bench {
     /// and the gateway's peak memory growth while it runs them
     /// (`/proc/PID/status`).
     ApiBatch(api_batch::ApiBatchArgs),
+    /// N WebSockets as streams of one HTTP/2 connection or as N HTTP/1.1
+    /// connections: the echo server's memory per WebSocket and closed-loop
+    /// echo throughput.
+    Multiplex(multiplex::MultiplexArgs),
 }
 
 pub fn run(b: Bench) -> Result<()> {
@@ -82,6 +87,7 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::Latency(a) => rt.block_on(local.run_until(latency::run(a))),
         Bench::Idle(a) => rt.block_on(local.run_until(idle::run(a))),
         Bench::ApiBatch(a) => rt.block_on(local.run_until(api_batch::run(a))),
+        Bench::Multiplex(a) => rt.block_on(local.run_until(multiplex::run(a))),
     }
 }
 

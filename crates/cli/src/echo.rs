@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use wshub_proto::handshake::ServerOptions as HandshakeOptions;
 use wshub_proto::DeflateConfig;
-use wshub_ws::{accept, serve_http2, sniff_http2, Options, ServerOptions, WebSocket, WsError};
+use wshub_ws::{accept, serve_http2_with, sniff_http2, Options, ServerOptions, WebSocket, WsError};
 
 /// `wshub echo` flags.
 #[derive(clap::Args)]
@@ -25,6 +25,10 @@ pub struct Args {
     /// `h2`, RFC 8441) on the same port. Needs `--tls-key`.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
+    /// HTTP/2: WebSockets one connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    #[arg(long, default_value_t = 128)]
+    http2_max_streams: u32,
     /// PEM private key for `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
@@ -59,6 +63,9 @@ async fn serve(args: Args) -> Result<()> {
         .ws(Options::default())
         .handshake(handshake);
     let opts = std::sync::Arc::new(opts);
+    let h2 = std::sync::Arc::new(
+        wshub_ws::Http2Options::default().max_concurrent_streams(args.http2_max_streams.max(1)),
+    );
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?;
@@ -83,11 +90,12 @@ async fn serve(args: Args) -> Result<()> {
         let _ = stream.set_nodelay(true);
         let opts = opts.clone();
         let tls = tls.clone();
+        let h2 = h2.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + opts.ws.handshake_timeout;
             let r = match tls {
                 None => match sniff_http2(&stream, deadline).await {
-                    Ok(true) => echo_http2(stream, &opts).await,
+                    Ok(true) => echo_http2(stream, &opts, &h2).await,
                     Ok(false) => echo_http1(stream, &opts).await,
                     Err(e) => Err(e.into()),
                 },
@@ -96,7 +104,7 @@ async fn serve(args: Args) -> Result<()> {
                         Err(_) => Err(WsError::Timeout),
                         Ok(Err(e)) => Err(e.into()),
                         Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                            echo_http2(tls, &opts).await
+                            echo_http2(tls, &opts, &h2).await
                         }
                         Ok(Ok(tls)) => echo_http1(tls, &opts).await,
                     }
@@ -119,13 +127,18 @@ where
 
 /// One HTTP/2 connection: every extended CONNECT (any path) is a WebSocket
 /// that echoes on its stream.
-async fn echo_http2<S>(stream: S, opts: &ServerOptions) -> Result<(), WsError>
+async fn echo_http2<S>(
+    stream: S,
+    opts: &ServerOptions,
+    h2: &wshub_ws::Http2Options,
+) -> Result<(), WsError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    serve_http2(
+    serve_http2_with(
         stream,
         opts,
+        h2,
         |_| Ok(()),
         |ws, _req| async move {
             if let Err(e) = echo(ws).await {

@@ -45,7 +45,7 @@ pub struct ApiBatchArgs {
 }
 
 /// `(VmRSS, VmHWM)` of `pid` in KiB.
-fn memory(pid: u32) -> Result<(u64, u64)> {
+pub fn memory(pid: u32) -> Result<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| {
