@@ -8,6 +8,7 @@
 
 mod bench_cli;
 mod browser;
+mod browser_h2;
 mod browser_transports;
 mod cluster;
 mod connect_cli;
