@@ -93,7 +93,11 @@ pub struct Http2Options {
     /// connection is closed with `ENHANCE_YOUR_CALM` (default 20).
     pub max_pending_accept_reset_streams: usize,
     /// Streams the server may reset because the client broke the
-    /// protocol on them, before it closes the connection (default 64).
+    /// protocol on them, before it closes the connection (default 1024).
+    /// h2 counts the streams refused past
+    /// [`max_concurrent_streams`](Self::max_concurrent_streams) here too,
+    /// so a low value would let a burst of refused streams take the
+    /// connection's open WebSockets down with it.
     pub max_local_error_reset_streams: usize,
     /// HTTP/2 PING every interval, the connection closed when one is not
     /// answered within [`keepalive_timeout`](Self::keepalive_timeout)
@@ -112,7 +116,7 @@ impl Default for Http2Options {
             max_send_buf_size: 64 << 10,
             max_header_list_size: 16 << 10,
             max_pending_accept_reset_streams: 20,
-            max_local_error_reset_streams: 64,
+            max_local_error_reset_streams: 1024,
             keepalive_interval: Some(Duration::from_secs(20)),
             keepalive_timeout: Duration::from_secs(20),
         }

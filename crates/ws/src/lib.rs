@@ -77,7 +77,7 @@ pub use http2::{
 pub use options::Options;
 pub use server::{
     accept, accept_with, is_extended_connect, upgrade, RejectResponse, ServerOptions, UpgradeFut,
-    UpgradeResponse, UpgradedWebSocket,
+    UpgradeResponse, UpgradedStream, UpgradedWebSocket,
 };
 pub use split::{WsReader, WsSender, WsWriter};
 pub use stream::MaybeTlsStream;

@@ -200,7 +200,96 @@ where
 // ----- hyper / axum -------------------------------------------------------
 
 /// The WebSocket a hyper upgrade yields.
-pub type UpgradedWebSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+pub type UpgradedWebSocket = WebSocket<UpgradedStream>;
+
+/// The largest write handed to an upgraded HTTP/2 stream at once. hyper
+/// accepts every write to an upgraded HTTP/2 stream whole (a one-slot
+/// channel in front of h2's own send buffer), whatever the peer's window:
+/// handing it small pieces keeps the rest in the WebSocket's queue, where
+/// its high-water mark (and the gateway's slow-consumer rule) applies to a
+/// peer that stops granting window.
+const HTTP2_MAX_WRITE: usize = 32 << 10;
+
+/// The byte stream of an upgraded connection: the socket of an HTTP/1.1
+/// upgrade, or one stream of an HTTP/2 connection (RFC 8441), whose writes
+/// are cut to [`HTTP2_MAX_WRITE`] bytes.
+pub struct UpgradedStream {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    max_write: usize,
+}
+
+impl fmt::Debug for UpgradedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradedStream")
+            .field("http2", &(self.max_write != usize::MAX))
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpgradedStream {
+    /// Whether this is a stream of an HTTP/2 connection.
+    pub fn is_http2(&self) -> bool {
+        self.max_write != usize::MAX
+    }
+}
+
+impl AsyncRead for UpgradedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpgradedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(self.max_write);
+        Pin::new(&mut self.io).poll_write(cx, buf.get(..n).unwrap_or(buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let max = self.max_write;
+        let mut total = 0usize;
+        let mut take = 0;
+        for b in bufs {
+            if total + b.len() > max {
+                break;
+            }
+            total += b.len();
+            take += 1;
+        }
+        match (take, bufs.first()) {
+            // The first slice alone is over the cap: a piece of it.
+            (0, Some(first)) => {
+                let n = first.len().min(max);
+                Pin::new(&mut self.io).poll_write(cx, first.get(..n).unwrap_or(first))
+            }
+            _ => Pin::new(&mut self.io).poll_write_vectored(cx, bufs.get(..take).unwrap_or(bufs)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// The response [`upgrade`] returns: `101 Switching Protocols` over
 /// HTTP/1.1, `200` over HTTP/2.
@@ -296,6 +385,7 @@ pub fn upgrade<B>(
     })?;
     let fut = UpgradeFut {
         on: hyper::upgrade::on(req),
+        http2: extended,
         config: Some(conn_config(&opts.ws, opts.handshake.deflate.as_ref())),
         deflate: accepted.deflate,
         protocol: accepted.subprotocol,
@@ -349,6 +439,7 @@ pub(crate) fn rejection_response(rej: &Rejection) -> RejectResponse {
 #[must_use = "futures do nothing unless awaited"]
 pub struct UpgradeFut {
     on: hyper::upgrade::OnUpgrade,
+    http2: bool,
     config: Option<Config>,
     deflate: Option<wshub_proto::DeflateParams>,
     protocol: Option<String>,
@@ -377,8 +468,16 @@ impl Future for UpgradeFut {
             ))));
         };
         let conn = Connection::new(Role::Server, config, this.deflate);
+        let stream = UpgradedStream {
+            io: TokioIo::new(upgraded),
+            max_write: if this.http2 {
+                HTTP2_MAX_WRITE
+            } else {
+                usize::MAX
+            },
+        };
         Poll::Ready(Ok(WebSocket::with_options(
-            TokioIo::new(upgraded),
+            stream,
             conn,
             &[],
             this.protocol.take(),

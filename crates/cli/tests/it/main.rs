@@ -16,6 +16,8 @@ mod echo_strict;
 mod fallback;
 mod front_limits;
 mod gateway_h2;
+mod h2_hostile;
+mod h2_node;
 mod join_storm;
 mod node_peer;
 mod payload;
