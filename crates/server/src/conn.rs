@@ -172,17 +172,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// A response body that marks the connection idle when hyper drops it
-/// (after writing it, or when the connection ends).
+/// A response body that keeps its request counted as active until hyper
+/// drops it (after writing it, or when the connection ends); the last one
+/// to go marks the connection idle.
 pub(crate) struct Guarded<B> {
     inner: B,
-    clock: Arc<Clock>,
-}
-
-impl<B> Drop for Guarded<B> {
-    fn drop(&mut self) {
-        self.clock.leave();
-    }
+    _active: ActiveGuard,
 }
 
 /// Keeps its connection out of the idle phase while held: a WebSocket on
@@ -194,14 +189,23 @@ pub(crate) struct Activity(Arc<Clock>);
 impl Activity {
     /// Busy until the returned guard is dropped.
     pub fn hold(&self) -> ActiveGuard {
-        self.0.enter();
-        ActiveGuard(self.0.clone())
+        ActiveGuard::enter(&self.0)
     }
 }
 
-/// See [`Activity::hold`].
+/// One request or WebSocket counted as active on its connection, from its
+/// start until the guard drops, whatever ends it: the response written, the
+/// request's future dropped (an HTTP/2 stream reset before the answer), the
+/// WebSocket closed.
 #[derive(Debug)]
 pub(crate) struct ActiveGuard(Arc<Clock>);
+
+impl ActiveGuard {
+    fn enter(clock: &Arc<Clock>) -> ActiveGuard {
+        clock.enter();
+        ActiveGuard(clock.clone())
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
@@ -252,15 +256,17 @@ pub(crate) async fn serve_http<S>(
     let svc_shared = shared.clone();
     let svc_clock = clock.clone();
     let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        svc_clock.enter();
-        let clock = svc_clock.clone();
+        let active = ActiveGuard::enter(&svc_clock);
         let shared = svc_shared.clone();
         if http2 {
-            req.extensions_mut().insert(Activity(clock.clone()));
+            req.extensions_mut().insert(Activity(svc_clock.clone()));
         }
         async move {
             let resp = crate::http::route(shared, peer, req).await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|inner| Guarded { inner, clock }))
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| Guarded {
+                inner,
+                _active: active,
+            }))
         }
     });
     if http2 {

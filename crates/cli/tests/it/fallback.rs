@@ -1033,13 +1033,14 @@ fn ten_thousand_half_open_streams_leave_nothing_behind() {
     let fds_before = open_fds(pid);
     runtime().block_on(async {
         // RSS is not the heap: the allocator keeps freed pages, so after a
-        // round it stays well above where it started (measured: about 85%
-        // of the round's peak, and the second round's peak some 7% above
-        // the first's, then flat). What a leak would show is growth from
-        // round to round: a session left behind costs some 28 KB, 10,000
-        // of them 280 MB a round. The third round must end within 5% of
-        // the first round's peak above where the second ended (measured
-        // alone: +0.8 MB; beside other tests the allocator's noise grows).
+        // round it stays well above where it started (about 85% of the
+        // round's peak), and where it settles after a round moves with the
+        // allocator's arenas and the timing (measured: +1 MB to +15 MB a
+        // round, with the peaks flat or falling). What a leak would show is
+        // the peaks rising: a session left behind costs some 28 KB, 10,000
+        // of them 280 MB a round. The third round's peak must stay within
+        // 5% of the first round's peak of the second's (a leak of more than
+        // about 1 KB per session).
         let mut peaks = Vec::new();
         let mut afters = Vec::new();
         for _ in 0..3 {
@@ -1053,7 +1054,7 @@ fn ten_thousand_half_open_streams_leave_nothing_behind() {
             kib(&afters)
         );
         assert!(
-            afters[2] <= afters[1] + peaks[0] / 20,
+            peaks[2] <= peaks[1] + peaks[0] / 20,
             "RSS grew from round to round: peaks {peaks:?}, afters {afters:?}"
         );
         assert_eq!(metric(&addr, "wshub_node_num_clients").await, 0);
