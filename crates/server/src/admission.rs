@@ -454,6 +454,8 @@ mod tests {
         a.count_refused(Refusal::NoDescriptors);
         a.count_accept_error();
         a.count_tls_failure(TlsFailure::NotTls);
+        a.count_connection(HttpVersion::Http2);
+        a.count_websocket(HttpVersion::Http1);
         let t = render(&r);
         let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -470,6 +472,10 @@ mod tests {
                 "wshub_http_connections_refused_total{reason=\"max_connections\"} 0",
                 "wshub_http_connections_refused_total{reason=\"no_descriptors\"} 1",
                 "wshub_http_accept_errors_total 1",
+                "wshub_http_connections_total{version=\"1.1\"} 0",
+                "wshub_http_connections_total{version=\"2\"} 1",
+                "wshub_websockets_opened_total{http_version=\"1.1\"} 1",
+                "wshub_websockets_opened_total{http_version=\"2\"} 0",
             ],
             "{t}"
         );

@@ -12,7 +12,9 @@
 //! the graceful drain on shutdown, and TLS (`https://`, `wss://`) when
 //! `http_server.tls.enabled` is set: each accepted TCP connection runs the
 //! rustls handshake (bounded by `http_server.tls_handshake_timeout`, ALPN
-//! `http/1.1`) before HTTP is served on it.
+//! `h2` and `http/1.1`) before HTTP is served on it. HTTP/2 runs on the
+//! same port (ALPN `h2`, or the preface on cleartext), with WebSockets by
+//! extended CONNECT (RFC 8441); `http_server.http2` turns it off.
 //!
 //! **Limits and timeouts:** every phase of a connection is bounded — the
 //! TLS handshake (`http_server.tls_handshake_timeout`, 10 s), the request

@@ -185,3 +185,47 @@ fn wss_picks_http2_by_alpn_on_the_same_port() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `idle_timeout` over HTTP/2: a connection whose only stream is an open
+/// WebSocket is not idle (it outlives the timeout and keeps working); once
+/// the WebSocket is gone, the connection is closed after the timeout.
+#[test]
+fn an_http2_connection_is_idle_only_without_open_websockets() {
+    let mut cfg = config();
+    cfg["http_server"] = serde_json::json!({ "idle_timeout": "1s" });
+    let (_server, url) = wshub_serve(&cfg.to_string());
+    let addr = host(&url);
+    runtime().block_on(async {
+        let conn = within(Http2Connection::connect(
+            &format!("ws://{addr}"),
+            &ClientOptions::default(),
+        ))
+        .await
+        .unwrap();
+        let mut ws = within(conn.websocket("/connection/websocket", &ClientOptions::default()))
+            .await
+            .unwrap();
+        join(&mut ws, "room").await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Still open, still answering.
+        ws.send_text(
+            &serde_json::json!({"id": 5, "presence_stats": {"channel": "room"}}).to_string(),
+        )
+        .await
+        .unwrap();
+        let reply = text(&mut ws).await;
+        assert!(reply.contains("\"id\":5"), "{reply}");
+        within(ws.close(wshub_proto::CloseCode::NORMAL, ""))
+            .await
+            .unwrap();
+        assert!(within(ws.recv()).await.is_none());
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Idle for longer than the timeout: the server closed it.
+        let after = conn
+            .websocket("/connection/websocket", &ClientOptions::default())
+            .await;
+        assert!(after.is_err(), "the idle HTTP/2 connection was not closed");
+    });
+    assert!(metric(&addr, "wshub_http_timeouts_total{phase=\"idle\"}") >= 1);
+}

@@ -159,20 +159,33 @@ impl TlsServer {
                 .await
                 .expect("TLS handshake");
             let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let mut req = hyper::Request::post(path)
-                .header("host", addr.to_string())
-                .header("content-type", "application/json");
+            // The server picks h2 when offered (HTTP/2 on the same port).
+            let mut req = if alpn.as_deref() == Some(b"h2") {
+                hyper::Request::post(format!("https://{addr}{path}"))
+            } else {
+                hyper::Request::post(path).header("host", addr.to_string())
+            }
+            .header("content-type", "application/json");
             if let Some(k) = api_key {
                 req = req.header("x-api-key", k);
             }
-            let resp = sender
-                .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+            let req = req.body(Full::new(Bytes::from(body))).unwrap();
+            let resp = if alpn.as_deref() == Some(b"h2") {
+                let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    TokioIo::new(tls),
+                )
                 .await
                 .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(req).await.unwrap()
+            } else {
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(req).await.unwrap()
+            };
             let status = resp.status().as_u16();
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();
             (status, String::from_utf8_lossy(&bytes).into_owned(), alpn)
@@ -227,7 +240,8 @@ async fn wss_connect_and_https_api() {
 
     let (status, body, alpn) = srv.https_post("/api/info", "{}", Some(API_KEY)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    // Offered h2 and http/1.1, the server picks h2 (the API over HTTP/2).
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let nodes = v["result"]["nodes"].as_array().expect("nodes");
     assert_eq!(nodes[0]["num_clients"], 0, "{v}");
