@@ -24,7 +24,8 @@
 //!
 //! Unlike a [`WebSocket`] on its own socket, an HTTP/2 connection is shared
 //! by its streams, so its frames are read and written by a task of its own
-//! (spawned on the current tokio runtime): the one place this crate spawns.
+//! (spawned on the current tokio runtime), and on the server each stream's
+//! WebSocket runs on a task too: the one place this crate spawns.
 
 use std::future::Future;
 use std::io::{self, IoSlice};

@@ -12,8 +12,11 @@
 //!
 //! It must not know about what runs on top: no gateway, channels,
 //! sessions or client protocol. It never parses frames itself (that is the
-//! core's job) and never spawns tasks: a [`WebSocket`] does its I/O inside
-//! the calls you make, with no channel or task per connection. Split it
+//! core's job) and spawns no task for a WebSocket on its own socket: a
+//! [`WebSocket`] does its I/O inside the calls you make, with no channel or
+//! task per connection. HTTP/2 is the exception: its connection is shared
+//! by its streams, so it runs on tasks (see [`Http2Connection`] and
+//! [`serve_http2`]). Split it
 //! ([`WebSocket::split`]) to read and write from two tasks.
 //!
 //! Every `async fn` documents its cancel safety; [`WebSocket::recv`] is
