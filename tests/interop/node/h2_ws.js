@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // WebSockets over HTTP/2 (RFC 8441) with Node's built-in `http2` client.
 //
-// Usage: node h2_ws.js URL [--streams N] [--ca FILE]
+// Usage: node h2_ws.js URL [--streams N] [--ca FILE] [--gateway]
 //   URL: http://HOST:PORT (cleartext HTTP/2 with prior knowledge) or
 //        https://HOST:PORT (TLS, ALPN h2): the server's certificate is
 //        verified against the PEM in --ca FILE, or not at all without it.
@@ -20,6 +20,12 @@
 // end its side of the stream (END_STREAM, its "TCP FIN"), the client ends
 // its own and the stream must close without an error code. All N streams
 // must have been on the same session.
+//
+// With --gateway the server is `wshub serve`: the streams open
+// `/connection/websocket`, each connects and subscribes to one channel with
+// the Centrifugo JSON protocol (answering the server's `{}` pings), stream 0
+// publishes, every stream must receive that publication, then each closes
+// with 1000 and the server's close frame must carry 1000.
 //
 // The RFC 6455 framing is written here by hand: client frames are masked,
 // server frames must not be; fragmented server messages are reassembled.
@@ -143,7 +149,7 @@ function withTimeout(promise, ms, what) {
 }
 
 /** Opens one extended-CONNECT WebSocket stream; resolves once `:status 200`. */
-function openWebSocket(session, url, i) {
+function openWebSocket(session, url, i, path) {
   const label = `stream ${i}`;
   const req = session.request(
     {
@@ -151,7 +157,7 @@ function openWebSocket(session, url, i) {
       ':protocol': 'websocket',
       ':scheme': url.protocol.slice(0, -1),
       ':authority': url.host,
-      ':path': `/h2/${i}`,
+      ':path': path || `/h2/${i}`,
       'sec-websocket-version': '13',
       origin: `${url.protocol}//${url.host}`,
     },
@@ -277,6 +283,71 @@ async function exchange(ws, stats) {
   return { code: got, reason: c.data.subarray(2).toString('utf8') };
 }
 
+/** Waits for text lines until `done(lines)`; answers server pings `{}`. */
+async function readLines(ws, what, done) {
+  const lines = [];
+  while (!done(lines)) {
+    const m = await ws.next(what);
+    if (!m) fail(`${ws.label}: stream ended while waiting for ${what}`);
+    if (m.opcode !== OP.text) continue;
+    for (const line of m.data.toString('utf8').split('\n')) {
+      if (line === '{}') ws.send(OP.text, Buffer.from('{}'));
+      else if (line) lines.push(line);
+    }
+  }
+  return lines;
+}
+
+/** The Centrifugo protocol on one stream: connect and subscribe. */
+async function gatewayJoin(ws, channel) {
+  ws.send(
+    OP.text,
+    Buffer.from(
+      `${JSON.stringify({ id: 1, connect: { name: 'node-h2' } })}\n${JSON.stringify({ id: 2, subscribe: { channel } })}`
+    )
+  );
+  const lines = await readLines(ws, 'connect and subscribe replies', (ls) =>
+    [1, 2].every((id) => ls.some((l) => JSON.parse(l).id === id))
+  );
+  for (const l of lines) {
+    if (JSON.parse(l).error) fail(`${ws.label}: ${l}`);
+  }
+}
+
+async function gatewayClose(ws) {
+  ws.send(OP.close, closePayload(1000, 'bye'));
+  for (;;) {
+    const c = await ws.next('close frame');
+    if (!c) fail(`${ws.label}: stream ended without a close frame`);
+    if (c.opcode !== OP.close) continue;
+    const got = c.data.length >= 2 ? c.data.readUInt16BE(0) : null;
+    if (got !== 1000) fail(`${ws.label}: sent close 1000, server answered ${got}`);
+    await ws.end();
+    ws.req.end();
+    return got;
+  }
+}
+
+async function gateway(session, url, n) {
+  const channel = `h2room${process.pid}`;
+  const sockets = await Promise.all(
+    Array.from({ length: n }, (_, i) => openWebSocket(session, url, i, '/connection/websocket'))
+  );
+  if (new Set(sockets.map((s) => s.req.session)).size !== 1) fail('the streams were spread over several sessions');
+  await Promise.all(sockets.map((ws) => gatewayJoin(ws, channel)));
+  const text = `hello over h2 from node ${process.pid}`;
+  sockets[0].send(OP.text, Buffer.from(JSON.stringify({ id: 3, publish: { channel, data: { text } } })));
+  let received = 0;
+  await Promise.all(
+    sockets.map(async (ws) => {
+      await readLines(ws, 'the publication', (ls) => ls.some((l) => l.includes(text)));
+      received += 1;
+    })
+  );
+  const codes = await Promise.all(sockets.map((ws) => gatewayClose(ws)));
+  return { streams: n, received, close_codes: codes, stream_ids: sockets.map((s) => s.req.id) };
+}
+
 async function main() {
   const args = process.argv.slice(2);
   const opt = (name) => {
@@ -285,6 +356,7 @@ async function main() {
   };
   const n = opt('--streams') !== undefined ? parseInt(opt('--streams'), 10) : 10;
   const ca = opt('--ca');
+  const gatewayMode = args.includes('--gateway');
   const urlArg = args.find((a, i) => !a.startsWith('--') && !['--streams', '--ca'].includes(args[i - 1]));
   if (!urlArg || !(n > 0)) {
     console.error('usage: node h2_ws.js (http|https)://HOST:PORT [--streams N] [--ca FILE]');
@@ -315,6 +387,13 @@ async function main() {
   const wantAlpn = url.protocol === 'https:' ? 'h2' : 'h2c';
   if (alpn !== wantAlpn) fail(`session protocol is ${alpn}, want ${wantAlpn}`);
 
+  if (gatewayMode) {
+    const g = await gateway(session, url, n);
+    closing = true;
+    await withTimeout(new Promise((resolve) => session.close(resolve)), TIMEOUT_MS, 'closing the session');
+    console.log(JSON.stringify({ ok: true, mode: 'gateway', url: url.origin, alpn, sessions: 1, ...g, ms: Date.now() - started }));
+    return;
+  }
   // All N CONNECTs go out at once; all must be open before any message.
   const sockets = await Promise.all(
     Array.from({ length: n }, (_, i) => openWebSocket(session, url, i))

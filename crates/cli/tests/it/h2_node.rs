@@ -1,6 +1,7 @@
-//! Node's built-in `http2` client → `wshub echo`: WebSockets over HTTP/2
-//! (RFC 8441), ten at once on one session, cleartext (prior knowledge) and
-//! TLS (ALPN `h2`). The WebSocket framing is the script's own
+//! Node's built-in `http2` client → `wshub echo` and `wshub serve`:
+//! WebSockets over HTTP/2 (RFC 8441), ten at once on one session,
+//! cleartext (prior knowledge) and TLS (ALPN `h2`); against the gateway
+//! they chat with the Centrifugo JSON protocol. The WebSocket framing is the script's own
 //! (`tests/interop/node/h2_ws.js`), so nothing of ours is on the client
 //! side.
 
@@ -115,4 +116,40 @@ fn node_http2_ten_websockets_on_one_tls_session() {
     let v = run_h2_ws(&server, &url, &[], "h2");
     assert_eq!(v["certificate_verified"], false, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same client against the gateway (`wshub serve`, cleartext HTTP/2):
+/// ten streams of one session connect and subscribe with the Centrifugo
+/// JSON protocol, one publishes, all ten receive it, each closes with 1000.
+#[test]
+fn node_http2_ten_gateway_clients_on_one_session_chat() {
+    let config = serde_json::json!({
+        "client": {
+            "allow_anonymous_connect_without_token": true,
+            // The script sends the Origin of the server's own URL.
+            "allowed_origins": ["http://127.0.0.1:*"]
+        },
+        "channel": { "without_namespace": {
+            "allow_subscribe_for_client": true,
+            "allow_subscribe_for_anonymous": true,
+            "allow_publish_for_client": true,
+            "allow_publish_for_anonymous": true
+        } }
+    });
+    let (server, url) = crate::sdk_interop::wshub_serve(&config.to_string());
+    let mut cmd = node_script("h2_ws.js");
+    cmd.arg(&url).args(["--gateway", "--streams", "10"]);
+    let out = run_client_ok("node h2_ws.js --gateway", cmd, CLIENT_LIMIT, &server);
+    let stdout = out.stdout_str();
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON summary:\n{stdout}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["alpn"], "h2c", "{v}");
+    assert_eq!(v["sessions"], 1, "{v}");
+    assert_eq!(v["streams"], 10, "{v}");
+    assert_eq!(v["received"], 10, "{v}");
+    assert_eq!(v["close_codes"], serde_json::json!(vec![1000; 10]), "{v}");
 }
