@@ -484,6 +484,18 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
     let opened = open_subscribers(&dial, &a.channel, a.subscribers, &rec, deadline).await?;
     let open_s = opened_at.elapsed().as_secs_f64();
+    // The fields every fan-out summary starts with.
+    let header = |bench: &str| {
+        json!({
+            "bench": bench,
+            "transport": a.transport.name(),
+            "subscribers": a.subscribers,
+            "opened": opened,
+            "open_s": (open_s * 10.0).round() / 10.0,
+            "size": a.size,
+            "duration_s": a.duration,
+        })
+    };
     let publish_url = match (&a.publish_url, &dial) {
         (Some(u), _) => u.clone(),
         (None, Dial::Sse(clients, _)) => {
@@ -537,15 +549,7 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
             && rec.ended.get() == 0
             && p99_ms <= a.max_p99_ms;
         if a.sweep.is_empty() {
-            let mut summary = json!({
-                "bench": "fanout",
-                "transport": a.transport.name(),
-                "subscribers": a.subscribers,
-                "opened": opened,
-                "open_s": (open_s * 10.0).round() / 10.0,
-                "size": a.size,
-                "duration_s": a.duration,
-            });
+            let mut summary = header("fanout");
             merge(&mut summary, step);
             merge(&mut summary, emulation_json(&dial));
             println!("{summary}");
@@ -573,18 +577,10 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
             }
         }
     }
-    let mut summary = json!({
-        "bench": "fanout-sweep",
-        "transport": a.transport.name(),
-        "subscribers": a.subscribers,
-        "opened": opened,
-        "open_s": (open_s * 10.0).round() / 10.0,
-        "size": a.size,
-        "duration_s": a.duration,
-        "max_p99_ms": a.max_p99_ms,
-        "best_rate": best,
-        "steps": steps,
-    });
+    let mut summary = header("fanout-sweep");
+    summary["max_p99_ms"] = json!(a.max_p99_ms);
+    summary["best_rate"] = json!(best);
+    summary["steps"] = json!(steps);
     merge(&mut summary, emulation_json(&dial));
     println!("{summary}");
     Ok(())

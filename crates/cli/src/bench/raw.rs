@@ -18,6 +18,23 @@ use wshub_proto::frame::{write_frame, FrameHeader, OpCode};
 use wshub_proto::handshake::{self, ClientHandshake};
 use wshub_proto::{Config, Connection, DeflateConfig, DeflateParams, Limits, Role};
 
+/// The address a plain (port 80 by default) URL's host resolves to, and
+/// its `Host` header value.
+pub fn resolve(u: &url::Url, url: &str) -> Result<(SocketAddr, String)> {
+    let host = u.host_str().ok_or_else(|| anyhow!("{url:?} has no host"))?;
+    let port = u.port().unwrap_or(80);
+    let addr = (host.trim_matches(['[', ']']), port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+    let host_header = match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok((addr, host_header))
+}
+
 /// Where a `ws://` URL points.
 pub struct Target {
     pub addr: SocketAddr,
@@ -34,17 +51,7 @@ impl Target {
                 u.scheme()
             );
         }
-        let host = u.host_str().ok_or_else(|| anyhow!("{url:?} has no host"))?;
-        let port = u.port().unwrap_or(80);
-        let addr = (host.trim_matches(['[', ']']), port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {host}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
-        let host_header = match u.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
+        let (addr, host_header) = resolve(&u, url)?;
         let mut path = u.path().to_owned();
         if path.is_empty() {
             path.push('/');

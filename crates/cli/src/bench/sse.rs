@@ -16,7 +16,7 @@
 //! generator stops.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -57,17 +57,7 @@ impl HttpTarget {
                  (e.g. http://127.0.0.1:8000/connection/sse), not {url:?}"
             );
         }
-        let host = u.host_str().ok_or_else(|| anyhow!("{url:?} has no host"))?;
-        let port = u.port().unwrap_or(80);
-        let addr = (host.trim_matches(['[', ']']), port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {host}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
-        let host_header = match u.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
+        let (addr, host_header) = raw::resolve(&u, url)?;
         Ok(HttpTarget {
             addr,
             host_header,
