@@ -476,8 +476,36 @@ def authority(addr):
     return f"{addr[0]}:{addr[1]}".encode()
 
 
+# --gateway: the target is `wshub serve`, whose WebSocket endpoint is
+# /connection/websocket and speaks the Centrifugo client protocol: every
+# WebSocket opens there, and "echoes" becomes "answers a connect command".
+GATEWAY_PATH = None
+CONNECT_CMD = b'{"id":1,"connect":{}}'
+
+
+def probe_message(text):
+    """What to send on a WebSocket to see that it works."""
+    return CONNECT_CMD if GATEWAY_PATH else text
+
+
+def probe_ok(msgs, text):
+    """Whether the first message answers probe_message(text)."""
+    if not msgs:
+        return False
+    op, payload = msgs[0]
+    if GATEWAY_PATH:
+        try:
+            reply = json.loads(payload)
+        except ValueError:
+            return False
+        return op == WS_TEXT and reply.get("id") == 1 and "connect" in reply
+    return (op, payload) == (WS_TEXT, text)
+
+
 def ws_headers(addr, path=b"/hostile", method=b"CONNECT", protocol=b"websocket",
                version=b"13", scheme=True, path_present=True):
+    if GATEWAY_PATH:
+        path = GATEWAY_PATH
     h = [(b":method", method)]
     if protocol is not None:
         h.append((b":protocol", protocol))
@@ -542,7 +570,18 @@ def cmd_roundtrip(addr, args):
     w.handshake()
     sid, status = open_ws(w, addr, b"/roundtrip")
     h2r = {"status": status}
-    if status == 200:
+    if status == 200 and GATEWAY_PATH:
+        lib_send(w, sid, ws_frame(WS_TEXT, CONNECT_CMD))
+        w.pump(10, lambda: bool(ws_messages(w.data[sid])))
+        h2r["connect_ok"] = probe_ok(ws_messages(w.data[sid]), None)
+        lib_send(w, sid, ws_frame(WS_CLOSE, struct.pack("!H", 1000) + b"done"), end_stream=True)
+        w.pump(10, lambda: sid in w.ended or sid in w.rst)
+        msgs = ws_messages(w.data[sid])
+        close = [p for op, p in msgs if op == WS_CLOSE]
+        h2r["close_code"] = struct.unpack("!H", close[0][:2])[0] if close and len(close[0]) >= 2 else None
+        h2r["ended"] = sid in w.ended
+        ok = ok and h2r["connect_ok"] and h2r["close_code"] == 1000 and h2r["ended"]
+    elif status == 200:
         text = "round trip é€😀".encode()
         binary = bytes(range(256)) * 256
         lib_send(w, sid, ws_frame(WS_TEXT, text))
@@ -568,11 +607,17 @@ def cmd_roundtrip(addr, args):
 
     h1 = {}
     try:
-        with connect(f"ws://{addr[0]}:{addr[1]}/roundtrip", open_timeout=10, close_timeout=5) as ws:
-            ws.send("over HTTP/1.1")
-            h1["text_ok"] = ws.recv(timeout=10) == "over HTTP/1.1"
-            ws.send(b"\x00\xff" * 1000)
-            h1["binary_ok"] = ws.recv(timeout=10) == b"\x00\xff" * 1000
+        if GATEWAY_PATH:
+            with connect(f"ws://{addr[0]}:{addr[1]}{GATEWAY_PATH.decode()}", open_timeout=10, close_timeout=5) as ws:
+                ws.send(CONNECT_CMD.decode())
+                reply = json.loads(ws.recv(timeout=10))
+                h1["text_ok"] = h1["binary_ok"] = reply.get("id") == 1 and "connect" in reply
+        else:
+            with connect(f"ws://{addr[0]}:{addr[1]}/roundtrip", open_timeout=10, close_timeout=5) as ws:
+                ws.send("over HTTP/1.1")
+                h1["text_ok"] = ws.recv(timeout=10) == "over HTTP/1.1"
+                ws.send(b"\x00\xff" * 1000)
+                h1["binary_ok"] = ws.recv(timeout=10) == b"\x00\xff" * 1000
     except Exception as e:  # noqa: BLE001 - reported
         h1["error"] = f"{type(e).__name__}: {e}"
     h1["ok"] = h1.get("text_ok") is True and h1.get("binary_ok") is True
@@ -724,9 +769,9 @@ def cmd_settings_flood(addr, args):
     if not w.closed:
         # The WebSocket opened before the flood still echoes (raw frames:
         # the library's view ended with the flood).
-        w.send(raw_frame(DATA, 0, sid, ws_frame(WS_TEXT, b"after the flood")))
+        w.send(raw_frame(DATA, 0, sid, ws_frame(WS_TEXT, probe_message(b"after the flood"))))
         w.pump(5, lambda: bool(ws_messages(w.data[sid])))
-        echo_ok = ws_messages(w.data[sid])[:1] == [(WS_TEXT, b"after the flood")]
+        echo_ok = probe_ok(ws_messages(w.data[sid]), b"after the flood")
     res = {
         "attack": "settings-flood",
         "frames_planned": args.frames,
@@ -1021,7 +1066,7 @@ def cmd_bad_requests(addr, args):
             "rst": code_name(w.rst.get(sid)),
             "headers": {k: v for k, v in w.headers.get(sid, {}).items() if not k.startswith(":")},
         }
-        if w.status.get(sid) == 200 and w.lib_fed:
+        if w.status.get(sid) == 200 and w.lib_fed and sid not in w.ended:
             lib.reset_stream(sid, ErrorCodes.CANCEL)
             w.flush()
         if w.closed or w.goaway:
@@ -1032,10 +1077,10 @@ def cmd_bad_requests(addr, args):
         sid, status = open_ws(w, addr, b"/after-bad")
         after = {"status": status}
         if status == 200:
-            lib_send(w, sid, ws_frame(WS_TEXT, b"still fine"))
+            lib_send(w, sid, ws_frame(WS_TEXT, probe_message(b"still fine")))
             w.flush()
             w.pump(5, lambda: bool(ws_messages(w.data[sid])))
-            after["echo_ok"] = ws_messages(w.data[sid])[:1] == [(WS_TEXT, b"still fine")]
+            after["echo_ok"] = probe_ok(ws_messages(w.data[sid]), b"still fine")
     res = {"attack": "bad-requests", "cases": results, "valid_after": after, **w.summary()}
     w.close()
     print(json.dumps(res), flush=True)
@@ -1070,7 +1115,16 @@ def main():
     p.add_argument("--wait", type=float, default=15.0)
     p.add_argument("--scope", choices=["stream", "connection"], default="stream")
     p.add_argument("--limit", type=float, default=35.0, help="overall time bound, seconds")
+    p.add_argument("--gateway", action="store_true",
+                   help="the target is wshub serve: WebSockets at /connection/websocket, "
+                        "probed with a connect command (roundtrip, settings-flood, bad-requests; "
+                        "the other attacks do not look at WebSocket payloads)")
     args = p.parse_args()
+    global GATEWAY_PATH
+    if args.gateway:
+        if args.command in ("too-many-streams", "window-stall", "window-overflow"):
+            p.error(f"{args.command} needs an echo server (wshub echo), not --gateway")
+        GATEWAY_PATH = b"/connection/websocket"
     if args.streams is None:
         args.streams = 1000 if args.command == "rapid-reset" else 200
     if args.megabytes is None:

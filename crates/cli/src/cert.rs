@@ -40,9 +40,11 @@ pub fn run(a: Args) -> Result<()> {
     let mut params =
         rcgen::CertificateParams::new(a.hosts.clone()).context("invalid --host value")?;
     let now = time::OffsetDateTime::now_utc();
-    // A minute of slack for clocks slightly behind.
+    // A minute of slack for clocks slightly behind, inside the period:
+    // WebTransport's serverCertificateHashes accept a certificate valid for
+    // 14 days at most, counted from not_before.
     params.not_before = now - time::Duration::minutes(1);
-    params.not_after = now + time::Duration::days(i64::from(a.days));
+    params.not_after = params.not_before + time::Duration::days(i64::from(a.days));
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "wshub development certificate");

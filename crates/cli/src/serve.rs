@@ -27,6 +27,16 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also serve HTTP/3 (QUIC, UDP on the same port number): WebSockets by
+    /// RFC 9220 and, with --webtransport, WebTransport. Sets
+    /// `http_server.http3.enabled`; needs TLS (--tls-cert or
+    /// `http_server.tls`).
+    #[arg(long)]
+    http3: bool,
+    /// Serve the WebTransport transport at `webtransport.handler_prefix`
+    /// (sets `webtransport.enabled`; implies --http3).
+    #[arg(long)]
+    webtransport: bool,
 }
 
 /// `wshub check-config` arguments.
@@ -105,6 +115,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         tls.cert_pem = read_pem(cert, "--tls-cert")?;
         tls.key_pem = read_pem(key, "--tls-key")?;
     }
+    if args.http3 || args.webtransport {
+        config.http_server.http3.enabled = true;
+    }
+    if args.webtransport {
+        config.webtransport.enabled = true;
+    }
+    if config.http_server.http3.enabled && !config.http_server.tls.enabled {
+        anyhow::bail!(
+            "HTTP/3 runs over QUIC, which requires TLS: give --tls-cert and --tls-key \
+             (`wshub gen-cert` makes a development pair) or set http_server.tls"
+        );
+    }
     let addr = match args.listen {
         Some(a) => a,
         None => format!("{}:{}", config.http_server.address, config.http_server.port),
@@ -121,6 +143,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let server = wshub_server::Server::bind(config, broker, &addr).await?;
         log_capacity(&server, fd, connection_limit, configured_max);
         println!("listening on {}://{}", server.scheme(), server.local_addr());
+        if let Some(a) = server.http3_addr() {
+            println!("listening on udp/{a} (HTTP/3)");
+        }
         server.run(shutdown_signal()).await;
         eprintln!("wshub: stopped");
         Ok(())

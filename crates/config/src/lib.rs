@@ -171,6 +171,9 @@ pub struct Config {
     /// `long_poll` (wshub only): long-polling, for proxies that buffer
     /// streamed responses.
     pub long_poll: LongPollConfig,
+    /// `webtransport`: the bidirectional WebTransport transport (over
+    /// HTTP/3, `http_server.http3`).
+    pub webtransport: WebTransportConfig,
     /// `prometheus`: the metrics endpoint.
     pub prometheus: PrometheusConfig,
     /// `health`: the health check endpoint.
@@ -233,6 +236,34 @@ pub struct HttpServerConfig {
     /// `http2` (wshub): HTTP/2 on the same port, with WebSockets over it
     /// (RFC 8441).
     pub http2: Http2Config,
+    /// `http3`: HTTP/3 over QUIC on the same port number (UDP), with
+    /// WebSockets over it (RFC 9220) and WebTransport. Requires TLS.
+    pub http3: Http3Config,
+}
+
+/// `http_server.http3` section. With `enabled` (and `http_server.tls`,
+/// which QUIC requires) the node also listens on UDP at the HTTP port:
+/// `/connection/websocket` by extended CONNECT (RFC 9220) and, with
+/// `webtransport.enabled`, WebTransport sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Http3Config {
+    /// `enabled`: default false (as in Centrifugo).
+    pub enabled: bool,
+    /// `max_concurrent_streams` (wshub): bidirectional streams (requests,
+    /// WebSockets) one QUIC connection may open at once; default 128. QUIC
+    /// flow control holds back the streams past it.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http3Config {
+    fn default() -> Self {
+        Http3Config {
+            enabled: false,
+            max_concurrent_streams: 128,
+        }
+    }
 }
 
 /// `http_server.http2` section (wshub). HTTP/2 is served on TLS
@@ -277,6 +308,7 @@ impl Default for HttpServerConfig {
             listen_backlog: 4096,
             max_connections: 0,
             http2: Http2Config::default(),
+            http3: Http3Config::default(),
         }
     }
 }
@@ -852,6 +884,34 @@ macro_rules! http_transport_section {
             }
         }
     };
+}
+
+/// `webtransport` section (Centrifugo v6's keys): a WebTransport session
+/// at `handler_prefix` over HTTP/3, whose first bidirectional stream
+/// carries the client protocol as on `http_stream` (JSON lines, or
+/// length-prefixed protobuf with `cf_protocol=protobuf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WebTransportConfig {
+    /// `enabled`: default false; needs `http_server.http3.enabled`.
+    pub enabled: bool,
+    /// `handler_prefix`: default `/connection/webtransport`.
+    pub handler_prefix: String,
+    /// `message_size_limit`: the largest command (one JSON line or one
+    /// protobuf command) the client may send, default 65536 bytes; over it
+    /// the session is closed.
+    pub message_size_limit: u64,
+}
+
+impl Default for WebTransportConfig {
+    fn default() -> Self {
+        WebTransportConfig {
+            enabled: false,
+            handler_prefix: "/connection/webtransport".into(),
+            message_size_limit: 65_536,
+        }
+    }
 }
 
 http_transport_section!(

@@ -486,7 +486,6 @@ fn parse_env(
 /// absent feature and stays a warning. `[]` stands for any array index,
 /// `*` for any one key.
 const FEATURE_SWITCHES: &[(&str, &str)] = &[
-    ("webtransport.enabled", "the WebTransport transport"),
     ("uni_grpc.enabled", "the unidirectional gRPC transport"),
     ("grpc_api.enabled", "the gRPC server API"),
     ("admin.enabled", "the admin web interface"),
@@ -508,7 +507,6 @@ const FEATURE_SWITCHES: &[(&str, &str)] = &[
         "http_server.tls_autocert.enabled",
         "automatic TLS certificates",
     ),
-    ("http_server.http3.enabled", "HTTP/3"),
     ("http_server.h2c_external", "HTTP/2 without TLS"),
     ("http_api.error_mode", "another API error mode"),
     (
@@ -674,7 +672,6 @@ const UNSUPPORTED: &[&str] = &[
     "proxies",
     "grpc_api",
     "consumers",
-    "webtransport",
     "uni_grpc",
     "admin",
     "swagger",
@@ -687,7 +684,6 @@ const UNSUPPORTED: &[&str] = &[
     "pid_file",
     "enable_unreleased_features",
     "http_server.tls_autocert",
-    "http_server.http3",
     "http_server.h2c_external",
     "client.proxy",
     "client.concurrency",

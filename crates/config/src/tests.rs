@@ -858,8 +858,7 @@ fn refused_paths(v: serde_json::Value) -> Vec<String> {
 #[test]
 fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
     let text = serde_json::json!({
-        "webtransport": {"enabled": true},
-        "uni_grpc": {"enabled": false},
+        "uni_grpc": {"enabled": true},
         "consumers": [{"name": "kafka", "enabled": true, "type": "kafka"}, {"name": "off", "enabled": false}],
         "client": {
             "allowed_delta_types": ["fossil"],
@@ -867,7 +866,6 @@ fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
             "rate_limit": {"client_command": {"enabled": true}},
         },
         "rpc": {"without_namespace": {"proxy_enabled": true}},
-        "http_server": {"http3": {"enabled": true}},
         "http_api": {"error_mode": "transport"},
         "pid_file": "/run/wshub.pid",
         "channel": {"namespaces": [{"name": "ns", "auto_cache_recovery": true}]},
@@ -884,24 +882,22 @@ fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
             "client.rate_limit.client_command.enabled",
             "consumers[kafka].enabled",
             "http_api.error_mode",
-            "http_server.http3.enabled",
             "pid_file",
             "rpc.without_namespace.proxy_enabled",
-            "webtransport.enabled",
+            "uni_grpc.enabled",
         ]
     );
     let wt = errors
         .iter()
-        .find(|e| e.path == "webtransport.enabled")
+        .find(|e| e.path == "uni_grpc.enabled")
         .unwrap();
     assert!(
-        wt.message.contains("the WebTransport transport")
+        wt.message.contains("the unidirectional gRPC transport")
             && wt.message.contains("does not implement"),
         "{wt}"
     );
     // Off, or only tuned: warnings, the server starts.
     let loaded = load_json(serde_json::json!({
-        "webtransport": {"enabled": false, "handler_prefix": "/wt"},
         "uni_grpc": {"port": 11000},
         "client": {"connect_code_to_unidirectional_disconnect": {"enabled": true}},
     }))
@@ -912,8 +908,7 @@ fn unimplemented_feature_sections_refuse_to_start_when_turned_on() {
         w,
         [
             "client.connect_code_to_unidirectional_disconnect",
-            "uni_grpc",
-            "webtransport"
+            "uni_grpc"
         ]
     );
 }
@@ -1079,4 +1074,25 @@ fn http_api_limits_load_and_zero_is_refused() {
         paths.contains(&"http_api.cluster_request_timeout"),
         "{paths:?}"
     );
+}
+
+#[test]
+fn http3_needs_tls_and_webtransport_needs_http3() {
+    let errors = invalid(serde_json::json!({
+        "http_server": {"http3": {"enabled": true}},
+        "webtransport": {"enabled": true},
+    }));
+    assert_eq!(paths(&errors), ["http_server.http3.enabled"]);
+    assert!(errors[0].message.contains("requires TLS"), "{}", errors[0]);
+    let errors = invalid(serde_json::json!({"webtransport": {"enabled": true}}));
+    assert_eq!(paths(&errors), ["webtransport.enabled"]);
+    let loaded = load_json(serde_json::json!({
+        "http_server": {"tls": {"enabled": true, "cert_pem": "c", "key_pem": "k"}, "http3": {"enabled": true}},
+        "webtransport": {"enabled": true, "handler_prefix": "/wt", "message_size_limit": 1024},
+    }))
+    .unwrap();
+    assert!(loaded.config.http_server.http3.enabled);
+    assert_eq!(loaded.config.webtransport.handler_prefix, "/wt");
+    assert_eq!(loaded.config.webtransport.message_size_limit, 1024);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }

@@ -239,6 +239,29 @@ impl Config {
                 unimplemented(internal, "http_server.tls applies to every endpoint"),
             );
         }
+        // QUIC is TLS 1.3 only; WebTransport runs over HTTP/3.
+        if hs.http3.enabled && !hs.tls.enabled {
+            e.push(
+                "http_server.http3.enabled",
+                "HTTP/3 runs over QUIC, which requires TLS: set http_server.tls \
+                 (enabled, cert_pem, key_pem) or turn http3 off"
+                    .to_owned(),
+            );
+        }
+        if self.webtransport.enabled && !hs.http3.enabled {
+            e.push(
+                "webtransport.enabled",
+                "WebTransport runs over HTTP/3: set http_server.http3.enabled (and \
+                 http_server.tls) or turn webtransport off"
+                    .to_owned(),
+            );
+        }
+        if hs.http3.max_concurrent_streams == 0 {
+            e.push(
+                "http_server.http3.max_concurrent_streams",
+                "must be at least 1".to_owned(),
+            );
+        }
         if !hs.tls.client_ca_pem.trim().is_empty() {
             e.push(
                 "http_server.tls.client_ca_pem",

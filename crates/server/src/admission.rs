@@ -82,15 +82,19 @@ pub(crate) enum HttpVersion {
     Http1 = 0,
     /// HTTP/2: ALPN `h2`, or cleartext with prior knowledge.
     Http2 = 1,
+    /// HTTP/3 over QUIC (ALPN `h3`).
+    Http3 = 2,
 }
 
-const HTTP_VERSIONS: [HttpVersion; 2] = [HttpVersion::Http1, HttpVersion::Http2];
+const HTTP_VERSIONS: [HttpVersion; 3] =
+    [HttpVersion::Http1, HttpVersion::Http2, HttpVersion::Http3];
 
 impl EncodeLabelValue for HttpVersion {
     fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         e.write_str(match self {
             HttpVersion::Http1 => "1.1",
             HttpVersion::Http2 => "2",
+            HttpVersion::Http3 => "3",
         })
     }
 }
@@ -157,6 +161,8 @@ pub(crate) struct Admission {
     tls_failures: [Counter; TLS_FAILURES.len()],
     versions: [Counter; HTTP_VERSIONS.len()],
     websockets: [Counter; HTTP_VERSIONS.len()],
+    webtransport: Counter,
+    quic_handshake_failures: Counter,
 }
 
 impl Admission {
@@ -206,7 +212,7 @@ impl Admission {
         let (versions, f) = fixed(HTTP_VERSIONS, |version| VersionLabels { version });
         registry.register(
             counter_name(crate::HTTP_CONNECTIONS),
-            "HTTP connections served, by the HTTP version they speak (1.1, 2)",
+            "HTTP connections served, by the HTTP version they speak (1.1, 2, 3: QUIC connections)",
             f,
         );
         let (websockets, f) = fixed(HTTP_VERSIONS, |http_version| HttpVersionLabels {
@@ -215,8 +221,20 @@ impl Admission {
         registry.register(
             counter_name(crate::WEBSOCKETS_OPENED),
             "WebSockets opened, by the HTTP version of their handshake: 1.1 (Upgrade), \
-             2 (extended CONNECT, RFC 8441)",
+             2 (extended CONNECT, RFC 8441), 3 (extended CONNECT, RFC 9220)",
             f,
+        );
+        let webtransport = Counter::default();
+        registry.register(
+            counter_name(crate::WEBTRANSPORT_SESSIONS),
+            "WebTransport sessions opened (over HTTP/3)",
+            webtransport.clone(),
+        );
+        let quic_handshake_failures = Counter::default();
+        registry.register(
+            counter_name(crate::QUIC_HANDSHAKE_FAILURES),
+            "QUIC connections that did not complete their handshake (timed out or failed)",
+            quic_handshake_failures.clone(),
         );
         Arc::new(Admission {
             limit,
@@ -227,7 +245,19 @@ impl Admission {
             tls_failures,
             versions,
             websockets,
+            webtransport,
+            quic_handshake_failures,
         })
+    }
+
+    /// Counts a WebTransport session opened.
+    pub fn count_webtransport(&self) {
+        self.webtransport.inc();
+    }
+
+    /// Counts a QUIC connection whose handshake failed or timed out.
+    pub fn count_quic_handshake_failure(&self) {
+        self.quic_handshake_failures.inc();
     }
 
     /// Counts a connection that speaks `v`.

@@ -10,6 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use wshub_hub::api;
+use wshub_hub::limits::IpPermit;
 use wshub_hub::metrics::ApiLimit;
 use wshub_protocol::Encoding;
 use wshub_ws::ServerOptions;
@@ -213,6 +214,61 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     }
 }
 
+/// Why a real-time client was refused before any session exists.
+pub(crate) enum ClientRefusal {
+    /// The origin is not in `client.allowed_origins` (403).
+    Origin,
+    /// Over a per-IP or node connection limit (429, `Retry-After: 1`).
+    Limit,
+}
+
+impl ClientRefusal {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ClientRefusal::Origin => StatusCode::FORBIDDEN,
+            ClientRefusal::Limit => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        match self {
+            ClientRefusal::Origin => text(self.status(), "origin not allowed"),
+            ClientRefusal::Limit => {
+                let mut r = text(self.status(), "too many requests");
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+}
+
+/// What every real-time endpoint checks before a session exists, on every
+/// HTTP version: the origin (`client.allowed_origins`) and the per-IP
+/// limits; the permit holds the client's place in them.
+pub(crate) fn admit_client(
+    shared: &Shared,
+    peer: SocketAddr,
+    origin: Option<&str>,
+    what: &'static str,
+) -> Result<IpPermit, ClientRefusal> {
+    if !origin_allowed(&shared.node.config().client.allowed_origins, origin) {
+        tracing::info!(?origin, transport = what, "refused: origin not allowed");
+        return Err(ClientRefusal::Origin);
+    }
+    match shared
+        .ip_limits
+        .acquire(peer.ip(), std::time::Instant::now())
+    {
+        Ok(p) => Ok(p),
+        Err(refusal) => {
+            tracing::debug!(peer = %peer.ip(), limit = refusal.limit().as_str(), transport = what, "refused: limit");
+            shared.node.metrics().limit_exceeded(refusal.limit());
+            Err(ClientRefusal::Limit)
+        }
+    }
+}
+
 /// The WebSocket endpoint. Per-IP limits (`limits.connections_per_ip`,
 /// `limits.connect_rate_per_ip`) and the node's `client.connection_rate_limit`
 /// are checked before the upgrade: over them the request gets HTTP 429 and
@@ -235,23 +291,9 @@ fn websocket(
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok());
-    if !origin_allowed(&cfg.client.allowed_origins, origin) {
-        tracing::info!(?origin, "websocket refused: origin not allowed");
-        return text(StatusCode::FORBIDDEN, "origin not allowed");
-    }
-    let permit = match shared
-        .ip_limits
-        .acquire(peer.ip(), std::time::Instant::now())
-    {
+    let permit = match admit_client(&shared, peer, origin, "websocket") {
         Ok(p) => p,
-        Err(refusal) => {
-            tracing::debug!(peer = %peer.ip(), limit = refusal.limit().as_str(), "websocket refused: limit");
-            shared.node.metrics().limit_exceeded(refusal.limit());
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many requests");
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        Err(refused) => return refused.response(),
     };
     let query = |name: &str| {
         req.uri().query().and_then(|q| {

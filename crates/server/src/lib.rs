@@ -78,9 +78,11 @@ mod admission;
 pub mod capacity;
 mod conn;
 mod fallback;
+mod h3;
 mod http;
 mod jwks;
 mod stream;
+mod webtransport;
 mod ws;
 
 pub use jwks::HttpJwksFetcher;
@@ -133,12 +135,19 @@ pub const HTTP_TIMEOUTS: &str = "wshub_http_timeouts_total";
 /// failed with EMFILE/ENFILE and the spare descriptor made room to answer).
 pub const HTTP_REFUSED: &str = "wshub_http_connections_refused_total";
 
-/// HTTP connections served, `version="1.1"` or `"2"`.
+/// HTTP connections served, `version="1.1"`, `"2"` or `"3"` (QUIC).
 pub const HTTP_CONNECTIONS: &str = "wshub_http_connections_total";
 
-/// WebSockets opened, `http_version="1.1"` (Upgrade) or `"2"` (extended
-/// CONNECT, RFC 8441).
+/// WebSockets opened, `http_version="1.1"` (Upgrade), `"2"` (extended
+/// CONNECT, RFC 8441) or `"3"` (extended CONNECT over HTTP/3, RFC 9220).
 pub const WEBSOCKETS_OPENED: &str = "wshub_websockets_opened_total";
+
+/// Counter of WebTransport sessions opened (over HTTP/3).
+pub const WEBTRANSPORT_SESSIONS: &str = "wshub_webtransport_sessions_total";
+
+/// Counter of QUIC connections whose handshake failed or did not complete
+/// within `http_server.tls_handshake_timeout`.
+pub const QUIC_HANDSHAKE_FAILURES: &str = "wshub_quic_handshake_failures_total";
 
 /// Gauge of the sockets (HTTP and WebSocket) open now.
 pub const HTTP_CONNECTIONS_OPEN: &str = "wshub_http_connections_open";
@@ -180,6 +189,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     tls_handshake_timeout: Duration,
     backlog: u32,
+    /// `http_server.http3`: the QUIC endpoint on the same port number.
+    quic: Option<(quinn::Endpoint, h3::QuicLimits)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -212,6 +223,17 @@ impl Server {
         } else {
             None
         };
+        let quic_tls = if config.http_server.http3.enabled && config.http_server.tls.enabled {
+            let t = &config.http_server.tls;
+            let err = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+            let cert = TlsConfig::load_pem(&t.cert_pem, "http_server.tls.cert_pem")
+                .map_err(|e| err(&e))?;
+            let key =
+                TlsConfig::load_pem(&t.key_pem, "http_server.tls.key_pem").map_err(|e| err(&e))?;
+            Some(h3::tls_config(&cert, &key)?)
+        } else {
+            None
+        };
         let hs = &config.http_server;
         let backlog = hs.listen_backlog.max(1);
         let listener = listen(addr, backlog)
@@ -232,6 +254,27 @@ impl Server {
             idle: hs.idle_timeout.as_std(),
         };
         let tls_handshake_timeout = hs.tls_handshake_timeout.as_std();
+        // HTTP/3 listens on UDP at the port TCP got (port 0 picks one for
+        // TCP first).
+        let quic = match quic_tls {
+            None => None,
+            Some(t) => {
+                let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+                let limits = h3::QuicLimits {
+                    max_streams: hs.http3.max_concurrent_streams.max(1),
+                    idle_timeout: Duration::from_secs(30),
+                    handshake_timeout: if tls_handshake_timeout.is_zero() {
+                        DEFAULT_TLS_HANDSHAKE_TIMEOUT
+                    } else {
+                        tls_handshake_timeout
+                    },
+                };
+                Some((h3::bind(addr, t, &limits)?, limits))
+            }
+        };
         // HTTP/2 PINGs find a dead connection (a WebSocket on it has its
         // own keepalive too); every stream past the limit is refused.
         let http2 = wshub_ws::Http2Options::default()
@@ -265,7 +308,13 @@ impl Server {
             tls,
             tls_handshake_timeout,
             backlog,
+            quic,
         })
+    }
+
+    /// The UDP address HTTP/3 listens on, when `http_server.http3` is on.
+    pub fn http3_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|(e, _)| e.local_addr().ok())
     }
 
     /// Bounds the TLS handshake of each connection (overrides
@@ -330,7 +379,11 @@ impl Server {
             tls,
             tls_handshake_timeout,
             backlog: _,
+            quic,
         } = self;
+        if let Some((endpoint, limits)) = quic {
+            tokio::spawn(h3::run(shared.clone(), endpoint, limits));
+        }
         tokio::pin!(signal);
         let admission = shared.admission.clone();
         let limit = admission.limit();

@@ -16,12 +16,22 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-// TRANSPORT: websocket (default), or http_stream / sse with WebSocket
-// blocked in the page (constructing one throws, and ws:// requests are
-// aborted), as behind a proxy that refuses upgrades.
-const [base, outDir, transport = "websocket"] = process.argv.slice(2);
-if (!base || !outDir || !["websocket", "http_stream", "sse"].includes(transport)) {
-  console.error("usage: node sdk.mjs BASE_URL OUT_DIR [websocket|http_stream|sse]");
+// TRANSPORT: websocket (default), or http_stream / sse / webtransport with
+// WebSocket blocked in the page (constructing one throws, and ws://
+// requests are aborted), as behind a proxy that refuses upgrades.
+//
+// webtransport: BASE_URL is https://, and two more arguments follow: the
+// certificate's SHA-256 (hex), which the page gives WebTransport as
+// `serverCertificateHashes` (the SDK constructs `globalThis.WebTransport`,
+// so the page puts a subclass there that adds them),
+// and its SPKI SHA-256 (base64), with which Chromium trusts the page's own
+// https:// load (--ignore-certificate-errors-spki-list).
+const [base, outDir, transport = "websocket", certHash = "", spki = ""] = process.argv.slice(2);
+if (
+  !base || !outDir || !["websocket", "http_stream", "sse", "webtransport"].includes(transport) ||
+  (transport === "webtransport" && (!certHash || !spki))
+) {
+  console.error("usage: node sdk.mjs BASE_URL OUT_DIR [websocket|http_stream|sse|webtransport CERT_SHA256_HEX SPKI_B64]");
   process.exit(2);
 }
 mkdirSync(outDir, { recursive: true });
@@ -41,7 +51,7 @@ if (!existsSync(bundles[0].file)) {
 
 // Runs inside the page; everything it needs is in here. Throws on the first
 // failed check; returns the log of passed checks.
-async function scenario({ codec, channel, transport }) {
+async function scenario({ codec, channel, transport, certHash }) {
   const WAIT_MS = 10000;
   const log = [];
   const ok = (what) => log.push(`${codec}: ok ${what}`);
@@ -93,6 +103,20 @@ async function scenario({ codec, channel, transport }) {
       ? location.origin.replace(/^http/, "ws") + "/connection/websocket"
       : [{ transport, endpoint: `${location.origin}/connection/${transport}` }];
   const errors = [];
+  if (transport === "webtransport") {
+    // The SDK calls `new globalThis.WebTransport(url)`: the page swaps in a
+    // subclass that pins the server's certificate by its hash, as a page
+    // does for a short-lived self-signed one, and counts the sessions.
+    const value = new Uint8Array(certHash.match(/../g).map((h) => parseInt(h, 16)));
+    const Native = globalThis.WebTransport;
+    class PinnedWebTransport extends Native {
+      constructor(u, o = {}) {
+        super(u, { ...o, serverCertificateHashes: [{ algorithm: "sha-256", value }] });
+        globalThis.wshubWebTransports = (globalThis.wshubWebTransports || 0) + 1;
+      }
+    }
+    globalThis.WebTransport = PinnedWebTransport;
+  }
   function newClient(name, extra = {}) {
     const ev = {
       connected: new Queue(`${name} connected`),
@@ -167,7 +191,7 @@ async function scenario({ codec, channel, transport }) {
     check(bConn.client !== aConn.client, "the two clients got distinct ids");
     b.sub.subscribe();
     await b.sev.subscribed.next("subscribe");
-    ok(`connected anonymously over websocket (${aConn.client}, ${bConn.client}) and subscribed to ${channel}`);
+    ok(`connected anonymously over ${aConn.transport} (${aConn.client}, ${bConn.client}) and subscribed to ${channel}`);
 
     // Alice may first see her own join (the server pushes joins to every subscriber).
     let join = await a.sev.join.next("bob's join");
@@ -251,7 +275,10 @@ async function scenario({ codec, channel, transport }) {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
+  ],
 });
 const failures = [];
 const summary = [];
@@ -273,7 +300,12 @@ try {
       await page.addScriptTag({ path: file });
       const kind = await page.evaluate(() => typeof globalThis.Centrifuge);
       if (kind !== "function") throw new Error(`the ${codec} bundle defined no Centrifuge class (${kind})`);
-      const log = await page.evaluate(scenario, { codec, channel: `${channel}-${transport}`, transport });
+      const log = await page.evaluate(scenario, { codec, channel: `${channel}-${transport}`, transport, certHash });
+      if (transport === "webtransport") {
+        const opened = await page.evaluate(() => globalThis.wshubWebTransports || 0);
+        if (opened < 3) throw new Error(`the SDK opened ${opened} WebTransport sessions, expected at least 3`);
+        log.push(`${codec}: ok ${opened} WebTransport sessions opened by the SDK`);
+      }
       for (const line of log) console.log(line);
       summary.push(...log);
     } catch (e) {

@@ -26,7 +26,14 @@ use crate::browser::{browser_dir, require_browser, CHROMIUM};
 use crate::support::{http_response, run_client_ok, wshub, Proc, STARTUP};
 
 /// `wshub gen-cert --dir DIR`: the SPKI hash it prints for Chromium.
-fn gen_cert(dir: &Path) -> String {
+pub fn gen_cert(dir: &Path) -> String {
+    gen_cert_hashes(dir).1
+}
+
+/// `wshub gen-cert --dir DIR`: the certificate's SHA-256 (hex, for
+/// WebTransport's `serverCertificateHashes`) and the SPKI hash (base64, for
+/// `--ignore-certificate-errors-spki-list`) it prints.
+pub fn gen_cert_hashes(dir: &Path) -> (String, String) {
     let mut cmd = wshub();
     cmd.args(["gen-cert", "--force", "--dir"]).arg(dir);
     let mut p = Proc::spawn("wshub gen-cert", cmd);
@@ -39,26 +46,29 @@ fn gen_cert(dir: &Path) -> String {
         out.status,
         out.stderr
     );
-    stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "SPKI SHA-256 (base64, chromium --ignore-certificate-errors-spki-list): ",
-            )
-        })
-        .unwrap_or_else(|| panic!("no SPKI hash in the output of wshub gen-cert:\n{stdout}"))
-        .trim()
-        .to_owned()
+    let find = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in the output of wshub gen-cert:\n{stdout}"))
+            .trim()
+            .to_owned()
+    };
+    (
+        find("certificate SHA-256 (hex, WebTransport serverCertificateHashes): "),
+        find("SPKI SHA-256 (base64, chromium --ignore-certificate-errors-spki-list): "),
+    )
 }
 
-/// `wshub serve` over TLS with the development defaults: the guard and its
-/// `https://127.0.0.1:PORT` base URL.
-fn serve_tls(cert: &Path, key: &Path) -> (Proc, String) {
+/// `wshub serve` over TLS with the development defaults and `extra` flags:
+/// the guard and its `https://127.0.0.1:PORT` base URL.
+pub fn serve_tls(cert: &Path, key: &Path, extra: &[&str]) -> (Proc, String) {
     let mut cmd = wshub();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(cert)
         .arg("--tls-key")
         .arg(key)
+        .args(extra)
         .env_remove("RUST_LOG");
     let mut server = Proc::spawn("wshub serve (tls)", cmd);
     let line = server.next_line(STARTUP);
@@ -76,7 +86,7 @@ fn serve_tls(cert: &Path, key: &Path) -> (Proc, String) {
 
 /// `GET /metrics` over TLS (trusting only `cert`) and HTTP/1.1 (the only
 /// protocol offered by ALPN), `Connection: close`.
-fn metrics(addr: &str, cert: &Path) -> String {
+pub fn metrics(addr: &str, cert: &Path) -> String {
     let ca = CertificateDer::from_pem_file(cert).expect("read cert.pem");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).expect("trust cert.pem");
@@ -114,7 +124,7 @@ fn metrics(addr: &str, cert: &Path) -> String {
     body
 }
 
-fn sample(body: &str, name: &str) -> u64 {
+pub fn sample(body: &str, name: &str) -> u64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in /metrics:\n{body}"))
@@ -139,7 +149,7 @@ fn demo_chat_in_chromium_runs_its_websocket_over_http2() {
     std::fs::create_dir_all(&dir).expect("test dir");
     let spki = gen_cert(&dir);
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let (server, base) = serve_tls(&cert, &key);
+    let (server, base) = serve_tls(&cert, &key, &[]);
     let addr = base.trim_start_matches("https://").to_owned();
 
     let before = metrics(&addr, &cert);

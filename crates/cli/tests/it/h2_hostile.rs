@@ -2,7 +2,9 @@
 //! against `wshub echo`: rapid reset, CONTINUATION and SETTINGS floods,
 //! connections that never finish their preface or headers, too many
 //! streams, flow-control stalls and overflows, malformed extended
-//! CONNECTs.
+//! CONNECTs; and the same attacks, where they do not need an echo, against
+//! `wshub serve` (its HTTP/2 front is hyper's, configured by the gateway),
+//! whose WebSockets are probed with a connect command instead.
 //!
 //! Each test has a server of its own. Before the attack a well-behaved
 //! client (an HTTP/2 WebSocket and an HTTP/1.1 one, `roundtrip`) warms it
@@ -16,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{proc_status, python, python_script, run_client_ok, wshub_echo, Proc};
+use crate::support::{
+    proc_status, python, python_script, run_client_ok, wshub_echo, wshub_serve_dev, Proc,
+};
 
 const MIB: u64 = 1 << 20;
 /// How far resident memory may stay above the baseline once an attack is
@@ -55,6 +59,8 @@ struct Target {
     server: Proc,
     addr: String,
     base: Usage,
+    /// `wshub serve` (the script's `--gateway`), not `wshub echo`.
+    gateway: bool,
 }
 
 fn usage(pid: u32) -> Usage {
@@ -83,6 +89,23 @@ impl Target {
             .expect("ws:// URL")
             .trim_end_matches('/')
             .to_owned();
+        Target::warmed(server, addr, false)
+    }
+
+    /// A fresh `wshub serve` with its development defaults (cleartext
+    /// HTTP/2 by prior knowledge on its port), warmed up likewise.
+    fn start_gateway() -> Target {
+        require_h2();
+        let (server, url) = wshub_serve_dev();
+        let addr = url
+            .strip_prefix("http://")
+            .expect("http:// URL")
+            .trim_end_matches('/')
+            .to_owned();
+        Target::warmed(server, addr, true)
+    }
+
+    fn warmed(server: Proc, addr: String, gateway: bool) -> Target {
         let mut t = Target {
             server,
             addr,
@@ -91,6 +114,7 @@ impl Target {
                 rss: 0,
                 hwm: 0,
             },
+            gateway,
         };
         t.roundtrip();
         let pid = t.server.pid();
@@ -114,6 +138,9 @@ impl Target {
     fn script(&self, command: &str, args: &[&str], limit: Duration) -> Value {
         let mut cmd = python_script("py_h2_hostile.py");
         cmd.args([command, self.addr.as_str()]).args(args);
+        if self.gateway {
+            cmd.arg("--gateway");
+        }
         let out = run_client_ok(
             &format!("py_h2_hostile.py {command}"),
             cmd,
@@ -544,4 +571,79 @@ fn h2_bad_extended_connects_are_refused_per_stream() {
     assert_eq!(v["valid_after"]["status"], 200, "{v}");
     assert_eq!(v["valid_after"]["echo_ok"], true, "{v}");
     t.recovered("bad-requests");
+}
+
+/// `wshub serve` under the attacks that do not need an echo, one after the
+/// other on one server: rapid reset (GOAWAY ENHANCE_YOUR_CALM before stream
+/// 1000), a CONTINUATION flood (closed with a GOAWAY error, the request
+/// never answered), a SETTINGS flood (bounded memory; the WebSocket opened
+/// before it still answers a connect command if the connection lives), and
+/// malformed extended CONNECTs (each refused on its stream, the connection
+/// still good for a WebSocket at `/connection/websocket`). After each, a
+/// well-behaved HTTP/2 and HTTP/1.1 client connects, and the server's
+/// descriptors and memory come back near the baseline.
+#[test]
+fn h2_attacks_on_the_gateway_are_contained() {
+    let t = Target::start_gateway();
+
+    let v = t.script(
+        "rapid-reset",
+        &["--streams", "1000"],
+        Duration::from_secs(30),
+    );
+    eprintln!("gateway rapid-reset: {v}");
+    assert_eq!(goaway_name(&v), Some("ENHANCE_YOUR_CALM"), "{v}");
+    assert!(
+        v["goaway"]["last_stream_id"].as_u64().unwrap() < 1000,
+        "{v}"
+    );
+    assert!(v["closed"].is_string(), "{v}");
+    let now = t.recovered("gateway rapid-reset");
+    t.assert_peak_growth(now, 16 * MIB, "gateway rapid-reset");
+
+    let v = t.script(
+        "continuation-flood",
+        &["--megabytes", "32", "--frame-size", "16384"],
+        Duration::from_secs(40),
+    );
+    eprintln!("gateway continuation-flood: {v}");
+    assert!(goaway_name(&v).is_some_and(|n| n != "NO_ERROR"), "{v}");
+    assert!(v["closed"].is_string(), "{v}");
+    assert_eq!(v["finished_sending"], false, "{v}");
+    assert!(v["status"].is_null(), "the request was answered: {v}");
+    let now = t.recovered("gateway continuation-flood");
+    t.assert_peak_growth(now, 16 * MIB, "gateway continuation-flood");
+
+    let v = t.script(
+        "settings-flood",
+        &["--frames", "1000000", "--seconds", "4"],
+        Duration::from_secs(40),
+    );
+    eprintln!("gateway settings-flood: {v}");
+    if v["closed"].is_null() {
+        assert_eq!(v["acks_received"], v["frames_sent"], "{v}");
+        assert_eq!(v["ping_ok_after"], true, "{v}");
+        assert_eq!(v["echo_ok_after"], true, "connect after the flood: {v}");
+    } else {
+        assert!(goaway_name(&v).is_some_and(|n| n != "NO_ERROR"), "{v}");
+    }
+    let now = t.recovered("gateway settings-flood");
+    t.assert_peak_growth(now, 16 * MIB, "gateway settings-flood");
+
+    let v = t.script("bad-requests", &[], Duration::from_secs(30));
+    eprintln!("gateway bad-requests: {v}");
+    let case = |name: &str| v["cases"][name].clone();
+    assert_eq!(case("wrong_protocol")["status"], 400, "{v}");
+    assert_ne!(case("plain_connect")["status"], 200, "{v}");
+    assert_eq!(case("protocol_on_get")["rst"], "PROTOCOL_ERROR", "{v}");
+    for name in ["no_version", "wrong_version"] {
+        assert_eq!(case(name)["status"], 426, "{name}: {v}");
+    }
+    assert_eq!(case("connect_without_path")["rst"], "PROTOCOL_ERROR", "{v}");
+    // GET / is the demo page here: answered, on its own stream.
+    assert_eq!(case("get")["status"], 200, "{v}");
+    assert!(v["goaway"].is_null(), "{v}");
+    assert_eq!(v["valid_after"]["status"], 200, "{v}");
+    assert_eq!(v["valid_after"]["echo_ok"], true, "{v}");
+    t.recovered("gateway bad-requests");
 }

@@ -10,6 +10,7 @@ mod bench_cli;
 mod browser;
 mod browser_h2;
 mod browser_transports;
+mod browser_wt;
 mod cluster;
 mod connect_cli;
 mod echo_strict;
