@@ -56,6 +56,12 @@ pub enum WsError {
     /// WebSockets over it (it did not advertise
     /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`).
     Http2(String),
+    /// HTTP/3 (RFC 9220) or QUIC: the connection or its handshake failed
+    /// (an untrusted certificate, no ALPN `h3`, a CONNECTION_CLOSE, an idle
+    /// timeout), a stream was reset or broke the framing, or the server
+    /// does not allow WebSockets over it (it did not advertise
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`).
+    Http3(String),
 }
 
 impl WsError {
@@ -92,6 +98,7 @@ impl fmt::Display for WsError {
             WsError::Tls(why) => write!(f, "TLS setup: {why}"),
             WsError::Send(e) => write!(f, "websocket command refused: {e}"),
             WsError::Http2(why) => write!(f, "websocket over HTTP/2: {why}"),
+            WsError::Http3(why) => write!(f, "websocket over HTTP/3: {why}"),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! hyper/axum services) and connecting ([`connect`] for `ws://` and
 //! `wss://`, [`connect_on`] over any stream); WebSockets over HTTP/2
 //! (RFC 8441: [`serve_http2`], [`Http2Connection`],
-//! [`connect_prefer_http2`]); TLS with rustls
+//! [`connect_prefer_http2`]); WebSockets over HTTP/3 (RFC 9220, on quinn
+//! and h3: [`serve_http3`], [`Http3Connection`], [`Http3Client`]); TLS
+//! with rustls
 //! ([`tls_acceptor_from_pem`], [`TlsOptions`]); the timers (handshake
 //! timeout, keepalive, close timeout, lingering close); the bounded write
 //! queue with its high-water mark; and vectored writes, one per wakeup.
@@ -14,9 +16,10 @@
 //! sessions or client protocol. It never parses frames itself (that is the
 //! core's job) and spawns no task for a WebSocket on its own socket: a
 //! [`WebSocket`] does its I/O inside the calls you make, with no channel or
-//! task per connection. HTTP/2 is the exception: its connection is shared
-//! by its streams, so it runs on tasks (see [`Http2Connection`] and
-//! [`serve_http2`]). Split it
+//! task per connection. HTTP/2 and HTTP/3 are the exception: their
+//! connection is shared by its streams, so it runs on tasks (see
+//! [`Http2Connection`], [`serve_http2`], [`Http3Client`] and
+//! [`serve_http3`]). Split it
 //! ([`WebSocket::split`]) to read and write from two tasks.
 //!
 //! Every `async fn` documents its cancel safety; [`WebSocket::recv`] is
@@ -64,6 +67,7 @@ mod client;
 mod engine;
 mod error;
 mod http2;
+mod http3;
 mod options;
 mod server;
 mod split;
@@ -77,6 +81,11 @@ pub use http2::{
     is_http2_preface, serve_http2, serve_http2_with, sniff_http2, Http2Connection, Http2Options,
     Http2Stream, Http2WebSocket, HTTP2_PREFACE,
 };
+pub use http3::{
+    bind_http3, serve_http3, serve_http3_with, H3Connection, H3RequestStream, Http3Client,
+    Http3Connection, Http3Options, Http3Request, Http3Stream, Http3WebSocket,
+    Http3WebSocketRequest,
+};
 pub use options::Options;
 pub use server::{
     accept, accept_with, is_extended_connect, upgrade, RejectResponse, ServerOptions, UpgradeFut,
@@ -84,7 +93,9 @@ pub use server::{
 };
 pub use split::{WsReader, WsSender, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use tls::{tls_acceptor_from_pem, tls_acceptor_from_pem_h2, TlsOptions};
+pub use tls::{
+    http3_tls_config_from_pem, tls_acceptor_from_pem, tls_acceptor_from_pem_h2, TlsOptions,
+};
 pub use websocket::WebSocket;
 
 /// The protocol core this crate drives, re-exported for its types

@@ -252,7 +252,25 @@ pub fn tls_acceptor_from_pem_h2(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAc
     )
 }
 
+/// A rustls server configuration for HTTP/3 (QUIC) from a PEM certificate
+/// chain (leaf first) and a PEM private key, as [`tls_acceptor_from_pem`]
+/// reads them: TLS 1.3 only (QUIC has no other), ALPN `h3`, no 0-RTT. Hand
+/// it to [`crate::bind_http3`] or [`crate::Http3Options::server_config`].
+pub fn http3_tls_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<ServerConfig, WsError> {
+    server_config(cert_pem, key_pem, vec![b"h3".to_vec()], true)
+}
+
 fn acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: Vec<Vec<u8>>) -> Result<TlsAcceptor, WsError> {
+    let cfg = server_config(cert_pem, key_pem, alpn, false)?;
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    alpn: Vec<Vec<u8>>,
+    tls13_only: bool,
+) -> Result<ServerConfig, WsError> {
     let certs = parse_certs(cert_pem)?;
     if certs.is_empty() {
         return Err(WsError::Tls("no certificate in the certificate PEM".into()));
@@ -261,12 +279,17 @@ fn acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: Vec<Vec<u8>>) -> Result<TlsAc
         pem::Error::NoItemsFound => WsError::Tls("no private key in the key PEM".into()),
         e => WsError::Tls(format!("private key PEM: {e}")),
     })?;
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let builder = ServerConfig::builder_with_provider(provider());
+    let builder = if tls13_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS13])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    };
+    let mut cfg = builder
         .map_err(tls_err)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(tls_err)?;
     cfg.alpn_protocols = alpn;
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    Ok(cfg)
 }

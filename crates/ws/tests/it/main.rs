@@ -7,6 +7,7 @@ mod close;
 mod echo;
 mod handshake;
 mod http2;
+mod http3;
 mod hyper_upgrade;
 mod keepalive;
 mod split;
