@@ -486,6 +486,10 @@ mod tests {
         a.count_tls_failure(TlsFailure::NotTls);
         a.count_connection(HttpVersion::Http2);
         a.count_websocket(HttpVersion::Http1);
+        a.count_connection(HttpVersion::Http3);
+        a.count_websocket(HttpVersion::Http3);
+        a.count_webtransport();
+        a.count_quic_handshake_failure();
         let t = render(&r);
         let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -504,8 +508,12 @@ mod tests {
                 "wshub_http_accept_errors_total 1",
                 "wshub_http_connections_total{version=\"1.1\"} 0",
                 "wshub_http_connections_total{version=\"2\"} 1",
+                "wshub_http_connections_total{version=\"3\"} 1",
                 "wshub_websockets_opened_total{http_version=\"1.1\"} 1",
                 "wshub_websockets_opened_total{http_version=\"2\"} 0",
+                "wshub_websockets_opened_total{http_version=\"3\"} 1",
+                "wshub_webtransport_sessions_total 1",
+                "wshub_quic_handshake_failures_total 1",
             ],
             "{t}"
         );

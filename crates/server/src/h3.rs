@@ -6,17 +6,22 @@
 //! counted in [`QUIC_HANDSHAKE_FAILURES`](crate::QUIC_HANDSHAKE_FAILURES)),
 //! and is served by h3:
 //!
+//! - extended CONNECT with `:protocol = websocket` (RFC 9220, the engine's
+//!   [`Http3Connection`] glue) at `/connection/websocket` and
+//!   `/connection/uni_websocket`: the origin and per-IP checks, then the
+//!   WebSocket adapter (`server::ws`) exactly as over HTTP/1.1 and HTTP/2;
 //! - `CONNECT` with `:protocol = webtransport` at `webtransport.handler_prefix`
-//!   (with `webtransport.enabled`): the origin and per-IP checks of every
-//!   real-time endpoint, then a WebTransport session (`server::webtransport`).
-//!   The session takes the connection (one session per connection, as
-//!   browsers open them);
+//!   (with `webtransport.enabled`): the same checks, then a WebTransport
+//!   session (`server::webtransport`). The session takes the connection (one
+//!   session per connection, as browsers open them; WebSockets already open
+//!   on it end);
 //! - anything else is answered `404` with a short text.
 //!
 //! QUIC itself bounds what a peer can make the node do before it proves
 //! its address: at most three times the bytes received (RFC 9000 §8.1,
 //! quinn's default), and streams and bytes per connection by the transport
-//! parameters set from [`QuicLimits`].
+//! parameters of [`Http3Options`]; each request stream must send its
+//! headers within `http_server.read_header_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,80 +30,45 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use wshub_protocol::Encoding;
+use wshub_ws::{Http3Connection, Http3Options, Http3Request, Http3WebSocketRequest};
 
-use crate::admission::{HttpVersion, SocketPermit};
+use crate::admission::{HttpVersion, Phase, SocketPermit};
 use crate::{ServerError, Shared};
 
-/// The transport limits of the QUIC endpoint.
-#[derive(Debug, Clone)]
-pub(crate) struct QuicLimits {
-    /// Bidirectional streams a peer may have open at once.
-    pub max_streams: u32,
-    /// A connection with no packet for this long is closed.
-    pub idle_timeout: Duration,
-    /// Handshake bound (`http_server.tls_handshake_timeout`).
-    pub handshake_timeout: Duration,
+/// The QUIC endpoint's settings from `http_server`.
+pub(crate) fn options(cfg: &wshub_config::Config, handshake: Duration) -> Http3Options {
+    let hs = &cfg.http_server;
+    let header = match hs.read_header_timeout.as_std() {
+        d if d.is_zero() => Duration::from_secs(86400),
+        d => d,
+    };
+    Http3Options::default()
+        .max_concurrent_streams(hs.http3.max_concurrent_streams.max(1))
+        .handshake_timeout(handshake)
+        .request_header_timeout(header)
+        .webtransport(cfg.webtransport.enabled)
 }
 
-/// The rustls configuration for QUIC from the PEM chain and key: TLS 1.3
-/// only, ALPN `h3`.
-pub(crate) fn tls_config(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<rustls::ServerConfig, ServerError> {
-    let err = |e: &dyn std::fmt::Display| ServerError::Tls(format!("HTTP/3: {e}"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(&e))?;
-    if certs.is_empty() {
-        return Err(err(&"no certificate in the certificate PEM"));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| err(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| err(&e))?;
-    cfg.alpn_protocols = vec![b"h3".to_vec()];
-    cfg.max_early_data_size = 0;
-    Ok(cfg)
-}
-
-/// Binds the QUIC endpoint at `addr` (UDP).
+/// Binds the QUIC endpoint at `addr` (UDP) with the PEM chain and key.
 pub(crate) fn bind(
     addr: SocketAddr,
-    tls: rustls::ServerConfig,
-    limits: &QuicLimits,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    opts: &Http3Options,
 ) -> Result<quinn::Endpoint, ServerError> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+    let tls = wshub_ws::http3_tls_config_from_pem(cert_pem, key_pem)
         .map_err(|e| ServerError::Tls(format!("HTTP/3: {e}")))?;
-    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(limits.max_streams))
-        // The peer's control and QPACK streams, and WebTransport's.
-        .max_concurrent_uni_streams(quinn::VarInt::from_u32(16))
-        .stream_receive_window(quinn::VarInt::from_u32(256 * 1024))
-        .receive_window(quinn::VarInt::from_u32(1024 * 1024))
-        .send_window(1024 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(15)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(limits.idle_timeout) {
-        t.max_idle_timeout(Some(idle));
-    }
-    cfg.transport_config(Arc::new(t));
-    quinn::Endpoint::server(cfg, addr).map_err(|source| ServerError::Bind {
+    wshub_ws::bind_http3(addr, tls, opts).map_err(|source| ServerError::Bind {
         addr: format!("udp/{addr}"),
         source,
     })
 }
 
 /// Accepts QUIC connections until the shutdown, each in its own task.
-pub(crate) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint, limits: QuicLimits) {
+pub(crate) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint, opts: Http3Options) {
     let mut shutdown = shared.shutdown.clone();
+    let opts = Arc::new(opts);
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -116,10 +86,10 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint, limits: 
             continue;
         };
         let shared = shared.clone();
-        let limits = limits.clone();
+        let opts = opts.clone();
         shared.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(&shared, incoming, &limits, permit).await;
+            connection(&shared, incoming, &opts, permit).await;
             shared.connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -131,7 +101,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint, limits: 
 async fn connection(
     shared: &Arc<Shared>,
     incoming: quinn::Incoming,
-    limits: &QuicLimits,
+    opts: &Http3Options,
     _permit: SocketPermit,
 ) {
     let peer = incoming.remote_address();
@@ -143,7 +113,7 @@ async fn connection(
             return;
         }
     };
-    let quic = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
+    let quic = match tokio::time::timeout(opts.handshake_timeout, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "QUIC handshake failed");
@@ -153,29 +123,20 @@ async fn connection(
         Err(_) => {
             tracing::debug!(%peer, "QUIC handshake timed out");
             shared.admission.count_quic_handshake_failure();
-            shared.admission.count_timeout(crate::admission::Phase::Tls);
+            shared.admission.count_timeout(Phase::Tls);
             return;
         }
     };
     shared.admission.count_connection(HttpVersion::Http3);
-    let cfg = shared.node.config().clone();
-    let wt_enabled = cfg.webtransport.enabled;
-    let built = h3::server::builder()
-        .enable_extended_connect(true)
-        .enable_webtransport(wt_enabled)
-        .enable_datagram(wt_enabled)
-        .max_webtransport_sessions(u64::from(wt_enabled))
-        .max_field_section_size(16 * 1024)
-        .send_grease(true)
-        .build::<_, Bytes>(h3_quinn::Connection::new(quic.clone()))
-        .await;
-    let mut conn = match built {
+    let mut conn = match Http3Connection::new(quic.clone(), opts).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "HTTP/3 set-up failed");
             return;
         }
     };
+    let cfg = shared.node.config().clone();
+    let wt_enabled = cfg.webtransport.enabled;
     let wt_path = cfg
         .webtransport
         .handler_prefix
@@ -184,34 +145,25 @@ async fn connection(
     let mut shutdown = shared.shutdown.clone();
     loop {
         let next = tokio::select! {
-            r = conn.accept() => r,
+            r = conn.next() => r,
             _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => {
+                // WebSockets on the connection drain on their own (3001);
+                // no new request is taken.
                 let _ = conn.shutdown(0).await;
+                wait_closed(shared, &quic).await;
                 return;
             }
         };
-        let resolver = match next {
-            Ok(Some(r)) => r,
+        let (req, mut stream) = match next {
+            Ok(Some(Http3Request::WebSocket(r))) => {
+                websocket(shared, peer, r);
+                continue;
+            }
+            Ok(Some(Http3Request::Request(req, stream))) => (req, stream),
             Ok(None) => return,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "HTTP/3 connection ended");
                 return;
-            }
-        };
-        // The request head, within the header timeout.
-        let header = shared.timeouts.header.max(Duration::from_millis(100));
-        let (req, mut stream) = match tokio::time::timeout(header, resolver.resolve_request()).await
-        {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "HTTP/3 request refused");
-                continue;
-            }
-            Err(_) => {
-                shared
-                    .admission
-                    .count_timeout(crate::admission::Phase::Header);
-                continue;
             }
         };
         if wt_enabled && is_webtransport(&req) && req.uri().path().trim_end_matches('/') == wt_path
@@ -233,7 +185,9 @@ async fn connection(
                 }
                 _ => Encoding::Json,
             };
-            let wt = match crate::webtransport::WtSession::accept(req, stream, conn).await {
+            let wt = match crate::webtransport::WtSession::accept(req, stream, conn.into_inner())
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "webtransport: session refused");
@@ -247,10 +201,74 @@ async fn connection(
         let msg = if is_webtransport(&req) && !wt_enabled {
             "WebTransport is not enabled (webtransport.enabled)"
         } else {
-            "not found: over HTTP/3 this node serves WebTransport only"
+            "not found: over HTTP/3 this node serves /connection/websocket and WebTransport"
         };
         respond(&mut stream, StatusCode::NOT_FOUND, msg).await;
     }
+}
+
+/// While the node drains, a connection stays up until the node's
+/// WebSockets are gone (each told 3001), the client closes it, or
+/// `shutdown.timeout`.
+async fn wait_closed(shared: &Arc<Shared>, quic: &quinn::Connection) {
+    let limit = shared.node.config().shutdown.timeout.as_std();
+    let _ = tokio::time::timeout(limit, async {
+        while quic.close_reason().is_none() && shared.open_ws.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+/// A WebSocket by extended CONNECT (RFC 9220): the same endpoint, checks
+/// and adapter as over HTTP/1.1 and HTTP/2.
+fn websocket(shared: &Arc<Shared>, peer: SocketAddr, r: Http3WebSocketRequest) {
+    let cfg = shared.node.config();
+    let path = r.request().uri().path().trim_end_matches('/');
+    let ws_path = cfg.websocket.handler_prefix.trim_end_matches('/');
+    let uni_path = cfg.uni_websocket.handler_prefix.trim_end_matches('/');
+    let uni = if path == ws_path {
+        false
+    } else if cfg.uni_websocket.enabled && path == uni_path {
+        true
+    } else {
+        tokio::spawn(async move { r.reject(&wshub_ws::reject(404, "not found")).await });
+        return;
+    };
+    let origin = r
+        .request()
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let permit = match crate::http::admit_client(shared, peer, origin, "websocket") {
+        Ok(p) => p,
+        Err(refused) => {
+            let status = refused.status().as_u16();
+            tokio::spawn(async move { r.reject(&wshub_ws::reject(status, "refused")).await });
+            return;
+        }
+    };
+    let plan = match crate::http::WsPlan::new(cfg, r.request().uri(), uni) {
+        Ok(p) => p,
+        Err(msg) => {
+            tokio::spawn(async move { r.reject(&wshub_ws::reject(400, msg)).await });
+            return;
+        }
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let ws = match Box::pin(r.accept(&plan.opts)).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "HTTP/3 WebSocket refused");
+                return;
+            }
+        };
+        shared.admission.count_websocket(HttpVersion::Http3);
+        let encoding = plan.encoding(ws.protocol());
+        crate::ws::serve(shared, ws.split(), encoding, plan.uni_mode).await;
+    });
 }
 
 fn is_webtransport(req: &Request<()>) -> bool {

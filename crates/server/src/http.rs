@@ -269,59 +269,77 @@ pub(crate) fn admit_client(
     }
 }
 
-/// The WebSocket endpoint. Per-IP limits (`limits.connections_per_ip`,
-/// `limits.connect_rate_per_ip`) and the node's `client.connection_rate_limit`
-/// are checked before the upgrade: over them the request gets HTTP 429 and
-/// costs no task, session or buffers. (Centrifugo's 3504 is for limits
-/// checked after authentication, at the connect command; a refused
-/// handshake is a transient error the SDKs retry with backoff.) The IP is
-/// the TCP peer; proxy headers are not trusted.
-///
-/// `uni`: the `uni_websocket` endpoint (JSON only; a `cf_connect` query
-/// parameter that is not a connect request is answered 400 before the
-/// upgrade; WebSocket pings every `client.ping_interval` find dead peers).
-fn websocket(
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-    uni: bool,
-) -> Response<Body> {
-    let cfg = shared.node.config().clone();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    let permit = match admit_client(&shared, peer, origin, "websocket") {
-        Ok(p) => p,
-        Err(refused) => return refused.response(),
-    };
-    let query = |name: &str| {
-        req.uri().query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        })
-    };
-    let query_protobuf = !uni
-        && query("format").is_some_and(|v| Encoding::from_query_value(&v) == Encoding::Protobuf);
-    let uni_mode = if uni {
-        let u = &cfg.uni_websocket;
-        let connect = match query("cf_connect") {
-            None => None,
-            Some(v) => match serde_json::from_str::<Option<wshub_protocol::ConnectRequest>>(&v) {
-                Ok(c) => Some(c.unwrap_or_default()),
-                Err(_) => return text(StatusCode::BAD_REQUEST, "invalid connect request"),
-            },
+/// How a WebSocket at the gateway's endpoint is accepted and served, the
+/// same on every HTTP version: the engine's options (size limits,
+/// subprotocols, permessage-deflate, keepalive for `uni_websocket`), the
+/// encoding asked for in the URL, and the unidirectional mode.
+pub(crate) struct WsPlan {
+    pub opts: ServerOptions,
+    /// `?format=protobuf` (bidirectional only).
+    pub query_protobuf: bool,
+    pub uni_mode: Option<Box<crate::ws::Uni>>,
+}
+
+impl WsPlan {
+    /// `Err`: a `cf_connect` query parameter that is not a connect request.
+    pub(crate) fn new(
+        cfg: &wshub_config::Config,
+        uri: &http::Uri,
+        uni: bool,
+    ) -> Result<WsPlan, &'static str> {
+        let query = |name: &str| {
+            uri.query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            })
         };
-        Some(Box::new(crate::ws::Uni {
-            connect,
-            join: u.join_push_messages,
-            disconnect_push: !u.disable_disconnect_push,
-            closing_handshake: !u.disable_closing_handshake,
-        }))
-    } else {
-        None
-    };
+        let query_protobuf = !uni
+            && query("format")
+                .is_some_and(|v| Encoding::from_query_value(&v) == Encoding::Protobuf);
+        let uni_mode = if uni {
+            let u = &cfg.uni_websocket;
+            let connect = match query("cf_connect") {
+                None => None,
+                Some(v) => {
+                    match serde_json::from_str::<Option<wshub_protocol::ConnectRequest>>(&v) {
+                        Ok(c) => Some(c.unwrap_or_default()),
+                        Err(_) => return Err("invalid connect request"),
+                    }
+                }
+            };
+            Some(Box::new(crate::ws::Uni {
+                connect,
+                join: u.join_push_messages,
+                disconnect_push: !u.disable_disconnect_push,
+                closing_handshake: !u.disable_closing_handshake,
+            }))
+        } else {
+            None
+        };
+        Ok(WsPlan {
+            opts: ws_server_options(cfg, uni),
+            query_protobuf,
+            uni_mode,
+        })
+    }
+
+    /// The encoding of an accepted WebSocket: protobuf when its subprotocol
+    /// or the URL asked for it (never for `uni_websocket`).
+    pub(crate) fn encoding(&self, subprotocol: Option<&str>) -> Encoding {
+        let sub_protobuf = subprotocol
+            .and_then(Encoding::from_subprotocol)
+            .is_some_and(|e| e == Encoding::Protobuf);
+        if self.uni_mode.is_none() && (sub_protobuf || self.query_protobuf) {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
+        }
+    }
+}
+
+/// The engine's options for the gateway's WebSocket endpoints.
+fn ws_server_options(cfg: &wshub_config::Config, uni: bool) -> ServerOptions {
     // `websocket.message_size_limit` bounds each frame on the wire and,
     // unless `decompressed_message_size_limit` is set, the whole message
     // after inflate; over it the engine closes with 1009. The same keys of
@@ -383,6 +401,38 @@ fn websocket(
         // which permessage-deflate allows; replies may be compressed.
         opts = opts.deflate(Some(wshub_ws::DeflateConfig::default()));
     }
+    opts
+}
+
+/// The WebSocket endpoint. Per-IP limits (`limits.connections_per_ip`,
+/// `limits.connect_rate_per_ip`) and the node's `client.connection_rate_limit`
+/// are checked before the upgrade: over them the request gets HTTP 429 and
+/// costs no task, session or buffers. (Centrifugo's 3504 is for limits
+/// checked after authentication, at the connect command; a refused
+/// handshake is a transient error the SDKs retry with backoff.) The IP is
+/// the TCP peer; proxy headers are not trusted.
+///
+/// `uni`: the `uni_websocket` endpoint (JSON only; a `cf_connect` query
+/// parameter that is not a connect request is answered 400 before the
+/// upgrade; WebSocket pings every `client.ping_interval` find dead peers).
+fn websocket(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    uni: bool,
+) -> Response<Body> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let permit = match admit_client(&shared, peer, origin, "websocket") {
+        Ok(p) => p,
+        Err(refused) => return refused.response(),
+    };
+    let plan = match WsPlan::new(shared.node.config(), req.uri(), uni) {
+        Ok(p) => p,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
     // Over HTTP/2 the WebSocket is one stream of the connection: it keeps
     // the connection from counting as idle for as long as it is open.
     let version = if req.version() >= http::Version::HTTP_2 {
@@ -391,7 +441,7 @@ fn websocket(
         crate::admission::HttpVersion::Http1
     };
     let activity = req.extensions().get::<crate::conn::Activity>().cloned();
-    match wshub_ws::upgrade(&mut req, &opts) {
+    match wshub_ws::upgrade(&mut req, &plan.opts) {
         Ok((resp, fut)) => {
             shared.admission.count_websocket(version);
             // Boxed before the task captures it: a captured value keeps its
@@ -406,15 +456,7 @@ fn websocket(
                 // by value in the task beside its halves.
                 let (halves, encoding) = match fut.await {
                     Ok(ws) => {
-                        let sub_protobuf = ws
-                            .protocol()
-                            .and_then(Encoding::from_subprotocol)
-                            .is_some_and(|e| e == Encoding::Protobuf);
-                        let encoding = if !uni && (sub_protobuf || query_protobuf) {
-                            Encoding::Protobuf
-                        } else {
-                            Encoding::Json
-                        };
+                        let encoding = plan.encoding(ws.protocol());
                         (ws.split(), encoding)
                     }
                     Err(e) => {
@@ -422,7 +464,7 @@ fn websocket(
                         return;
                     }
                 };
-                crate::ws::serve(shared, halves, encoding, uni_mode).await;
+                crate::ws::serve(shared, halves, encoding, plan.uni_mode).await;
             };
             tokio::spawn(task);
             resp.map(|b| b.map_err(|never| match never {}).boxed())

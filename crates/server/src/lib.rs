@@ -190,7 +190,7 @@ pub struct Server {
     tls_handshake_timeout: Duration,
     backlog: u32,
     /// `http_server.http3`: the QUIC endpoint on the same port number.
-    quic: Option<(quinn::Endpoint, h3::QuicLimits)>,
+    quic: Option<(quinn::Endpoint, wshub_ws::Http3Options)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -223,14 +223,14 @@ impl Server {
         } else {
             None
         };
-        let quic_tls = if config.http_server.http3.enabled && config.http_server.tls.enabled {
+        let quic_pem = if config.http_server.http3.enabled && config.http_server.tls.enabled {
             let t = &config.http_server.tls;
             let err = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
             let cert = TlsConfig::load_pem(&t.cert_pem, "http_server.tls.cert_pem")
                 .map_err(|e| err(&e))?;
             let key =
                 TlsConfig::load_pem(&t.key_pem, "http_server.tls.key_pem").map_err(|e| err(&e))?;
-            Some(h3::tls_config(&cert, &key)?)
+            Some((cert, key))
         } else {
             None
         };
@@ -256,23 +256,20 @@ impl Server {
         let tls_handshake_timeout = hs.tls_handshake_timeout.as_std();
         // HTTP/3 listens on UDP at the port TCP got (port 0 picks one for
         // TCP first).
-        let quic = match quic_tls {
+        let quic = match quic_pem {
             None => None,
-            Some(t) => {
+            Some((cert, key)) => {
                 let addr = listener.local_addr().map_err(|source| ServerError::Bind {
                     addr: addr.to_owned(),
                     source,
                 })?;
-                let limits = h3::QuicLimits {
-                    max_streams: hs.http3.max_concurrent_streams.max(1),
-                    idle_timeout: Duration::from_secs(30),
-                    handshake_timeout: if tls_handshake_timeout.is_zero() {
-                        DEFAULT_TLS_HANDSHAKE_TIMEOUT
-                    } else {
-                        tls_handshake_timeout
-                    },
+                let handshake = if tls_handshake_timeout.is_zero() {
+                    DEFAULT_TLS_HANDSHAKE_TIMEOUT
+                } else {
+                    tls_handshake_timeout
                 };
-                Some((h3::bind(addr, t, &limits)?, limits))
+                let opts = h3::options(&config, handshake);
+                Some((h3::bind(addr, &cert, &key, &opts)?, opts))
             }
         };
         // HTTP/2 PINGs find a dead connection (a WebSocket on it has its
@@ -381,8 +378,8 @@ impl Server {
             backlog: _,
             quic,
         } = self;
-        if let Some((endpoint, limits)) = quic {
-            tokio::spawn(h3::run(shared.clone(), endpoint, limits));
+        if let Some((endpoint, opts)) = quic {
+            tokio::spawn(h3::run(shared.clone(), endpoint, opts));
         }
         tokio::pin!(signal);
         let admission = shared.admission.clone();

@@ -17,6 +17,7 @@ mod echo_strict;
 mod fallback;
 mod front_limits;
 mod gateway_h2;
+mod gateway_h3;
 mod h2_hostile;
 mod h2_node;
 mod join_storm;
