@@ -178,7 +178,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
-        r#"{"webtransport":{"enabled":true},
+        r#"{"uni_grpc":{"enabled":true},"webtransport":{"enabled":true},
             "channel":{"namespaces":[{"name":"prices","allowed_delta_types":["fossil"],
                                       "allow_tags_filter":true}]}}"#,
     )
@@ -186,7 +186,9 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     refused_by_check_config_and_serve(
         &bad,
         &[
-            "webtransport.enabled: turns on the WebTransport transport, which wshub does not implement",
+            "uni_grpc.enabled: turns on the unidirectional gRPC transport, which wshub does not implement",
+            // Implemented, but only over HTTP/3.
+            "webtransport.enabled: WebTransport runs over HTTP/3: set http_server.http3.enabled",
             "channel.namespaces[prices].allowed_delta_types: turns on delta compression",
             "channel.namespaces[prices].allow_tags_filter: turns on publication filters by tags",
         ],
@@ -195,7 +197,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     let ok = dir.join("ok.json");
     std::fs::write(
         &ok,
-        r#"{"webtransport":{"enabled":false},"websocket":{"compression_level":5}}"#,
+        r#"{"uni_grpc":{"enabled":false},"websocket":{"compression_level":5}}"#,
     )
     .unwrap();
     let out = wshub()
@@ -207,7 +209,7 @@ fn check_config_and_serve_refuse_keys_of_unimplemented_features() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("config key webtransport is not supported by wshub (ignored)")
+        err.contains("config key uni_grpc is not supported by wshub (ignored)")
             && err.contains("config key websocket.compression_level is not supported by wshub"),
         "{err}"
     );
