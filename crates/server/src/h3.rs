@@ -175,7 +175,8 @@ async fn connection(
             let permit = match crate::http::admit_client(shared, peer, origin, "webtransport") {
                 Ok(p) => p,
                 Err(refused) => {
-                    respond(&mut stream, refused.status(), "refused").await;
+                    let status = refused.status();
+                    tokio::spawn(async move { respond(&mut stream, status, "refused").await });
                     continue;
                 }
             };
@@ -203,7 +204,9 @@ async fn connection(
         } else {
             "not found: over HTTP/3 this node serves /connection/websocket and WebTransport"
         };
-        respond(&mut stream, StatusCode::NOT_FOUND, msg).await;
+        // On its own task: a client slow to take the answer holds up only
+        // this stream, not the connection's next requests.
+        tokio::spawn(async move { respond(&mut stream, StatusCode::NOT_FOUND, msg).await });
     }
 }
 
