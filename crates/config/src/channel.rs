@@ -207,6 +207,11 @@ pub enum ChannelError {
     /// Does not match the namespace's `channel_regex` (107 bad request).
     #[error("channel name does not match channel_regex of its namespace")]
     RegexMismatch,
+    /// Starts with [`FRONT_CHANNEL_PREFIX`]: a channel of another front
+    /// (the Pusher front's apps), which Centrifugo clients and the server
+    /// API cannot reach (102 unknown channel).
+    #[error("channels starting with {FRONT_CHANNEL_PREFIX:?} belong to the Pusher front")]
+    Reserved,
     /// The namespace is not configured (102 unknown channel).
     #[error("unknown channel namespace {namespace:?}")]
     UnknownNamespace {
@@ -219,7 +224,7 @@ impl ChannelError {
     /// The Centrifugo client error code: 102 unknown channel or 107 bad request.
     pub fn code(&self) -> u32 {
         match self {
-            ChannelError::UnknownNamespace { .. } => 102,
+            ChannelError::UnknownNamespace { .. } | ChannelError::Reserved => 102,
             _ => 107,
         }
     }
@@ -279,6 +284,12 @@ impl<'a> ResolvedChannel<'a> {
     }
 }
 
+/// The node's channels that start with this belong to the Pusher front
+/// (`$pusher/{app_id}/{channel}`): the Centrifugo protocol and server API
+/// refuse them ([`ChannelError::Reserved`]), so one front's clients never
+/// reach another's channels.
+pub const FRONT_CHANNEL_PREFIX: &str = "$pusher/";
+
 /// Resolve `channel` to its namespace and effective options, with the
 /// Centrifugo name rules: length (`channel.max_length`), namespace
 /// (`ns:rest`, after stripping the private prefix `$`), then the namespace's
@@ -290,6 +301,9 @@ pub fn channel_options<'a>(
     let cc = &config.channel;
     if channel.is_empty() {
         return Err(ChannelError::Empty);
+    }
+    if channel.starts_with(FRONT_CHANNEL_PREFIX) {
+        return Err(ChannelError::Reserved);
     }
     let max = cc.max_length as usize;
     if max > 0 && channel.len() > max {

@@ -63,7 +63,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use channel::{
     channel_options, ChannelError, ChannelNamespace, ChannelOptions, JoinLeaveLimit,
-    ResolvedChannel,
+    ResolvedChannel, FRONT_CHANNEL_PREFIX,
 };
 pub use duration::{Duration, DurationParseError};
 pub use load::{ConfigWarning, Format, Loaded, Loader, WarningKind, ENV_PREFIX};
@@ -185,6 +185,9 @@ pub struct Config {
     /// `limits`: per-IP and per-connection limits (wshub only; Centrifugo
     /// OSS has no such keys).
     pub limits: LimitsConfig,
+    /// `pusher` (wshub only): the Pusher Channels protocol 7 front, for
+    /// `pusher-js`, Laravel Echo and the Pusher server SDKs.
+    pub pusher: PusherConfig,
 }
 
 /// `http_server` section.
@@ -1191,6 +1194,96 @@ impl Default for LimitsConfig {
             commands_per_second: 100,
             commands_burst: 200,
             command_flood_disconnect: 50,
+        }
+    }
+}
+
+/// `pusher` section (wshub only): the Pusher Channels front. Clients connect
+/// to `/app/{key}` on the same listener as the Centrifugo endpoints; the
+/// HTTP API is under `/apps/{app_id}/`. Apps are isolated from each other
+/// and from the Centrifugo channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PusherConfig {
+    /// `enabled`: default false.
+    pub enabled: bool,
+    /// `activity_timeout`: the `activity_timeout` told to clients in
+    /// `pusher:connection_established` (they ping after that long without a
+    /// message) and the time the server waits for any message before it
+    /// pings; a client that then stays silent for `pong_timeout` is closed
+    /// with 4201. Default 120s, as Pusher's.
+    pub activity_timeout: Duration,
+    /// `pong_timeout`: default 30s.
+    pub pong_timeout: Duration,
+    /// `apps`: at least one when enabled.
+    pub apps: Vec<PusherApp>,
+}
+
+impl Default for PusherConfig {
+    fn default() -> Self {
+        PusherConfig {
+            enabled: false,
+            activity_timeout: Duration::from_secs(120),
+            pong_timeout: Duration::from_secs(30),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// One Pusher app: its credentials and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PusherApp {
+    /// `app_id`: the id in the HTTP API's paths (`/apps/{app_id}/events`).
+    pub app_id: String,
+    /// `key`: the public key clients connect with (`/app/{key}`) and API
+    /// requests name as `auth_key`.
+    pub key: String,
+    /// `secret`: signs channel authorizations and API requests.
+    pub secret: String,
+    /// `enable_client_messages`: whether clients may send `client-` events
+    /// on private and presence channels. Default false, as Pusher's.
+    pub enable_client_messages: bool,
+    /// `enable_user_authentication`: `pusher:signin`. Not implemented yet:
+    /// `true` is refused at start-up.
+    pub enable_user_authentication: bool,
+    /// `max_connections`: open connections of the app on this node
+    /// (0 = no limit). Over it a new connection gets 4004.
+    pub max_connections: u64,
+    /// `max_client_events_per_second`: client events per connection per
+    /// second, default 10 (Pusher's); over it the event is refused with a
+    /// `pusher:error` 4301.
+    pub max_client_events_per_second: u32,
+    /// `max_event_size`: the largest event `data`, in bytes, from the API or
+    /// a client, default 10240 (Pusher's 10 KB).
+    pub max_event_size: u64,
+    /// `max_presence_members`: members of one presence channel, default
+    /// 100 (Pusher's); a subscribe over it is refused.
+    pub max_presence_members: u64,
+    /// `max_channels_per_event`: channels one API event may name, default
+    /// 100 (Pusher's).
+    pub max_channels_per_event: u64,
+    /// `webhooks`: not implemented yet; a non-empty list is refused at
+    /// start-up.
+    pub webhooks: Vec<serde_json::Value>,
+}
+
+impl Default for PusherApp {
+    fn default() -> Self {
+        PusherApp {
+            app_id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enable_client_messages: false,
+            enable_user_authentication: false,
+            max_connections: 0,
+            max_client_events_per_second: 10,
+            max_event_size: 10_240,
+            max_presence_members: 100,
+            max_channels_per_event: 100,
+            webhooks: Vec::new(),
         }
     }
 }

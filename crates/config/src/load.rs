@@ -283,6 +283,40 @@ impl Loader {
                 }
             }
         }
+        // One Pusher app, as soketi's and Sockudo's DEFAULT_APP_* variables
+        // give one: PREFIX_PUSHER_APP_<OPTION> sets the first app's option
+        // (creating the app when the file has none).
+        let app_defaults = serde_json::to_value(super::PusherApp::default())
+            .map_err(|e| type_error(String::new(), e.to_string()))?;
+        if let Value::Object(opts) = &app_defaults {
+            let mut app = Map::new();
+            for (key, default) in opts {
+                // `app_id` is PREFIX_PUSHER_APP_ID, not ..._APP_APP_ID.
+                let option = key.strip_prefix("app_").unwrap_or(key);
+                let var_name = format!("{prefix}PUSHER_APP_{}", option.to_ascii_uppercase());
+                if let Some((&var, &raw)) = vars.get_key_value(var_name.as_str()) {
+                    app.insert(key.clone(), parse_env(var, raw, default, false)?);
+                    used.insert(var);
+                }
+            }
+            if !app.is_empty() {
+                let apps = input
+                    .pointer_mut("/pusher/apps")
+                    .and_then(Value::as_array_mut)
+                    .filter(|a| !a.is_empty());
+                match apps
+                    .and_then(|a| a.first_mut())
+                    .and_then(Value::as_object_mut)
+                {
+                    Some(first) => first.extend(app),
+                    None => set_path(
+                        input,
+                        &["pusher".to_owned(), "apps".to_owned()],
+                        Value::Array(vec![Value::Object(app)]),
+                    ),
+                }
+            }
+        }
         let mut warnings: Vec<ConfigWarning> = vars
             .keys()
             .filter(|k| !used.contains(*k))

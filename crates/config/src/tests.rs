@@ -674,6 +674,7 @@ fn channel_resolution_table() {
             102,
         ),
         ("новости", ChannelError::NotAscii, 107),
+        ("$pusher/1/chat", ChannelError::Reserved, 102),
         ("chat:é", ChannelError::NotAscii, 107),
         ("updates:ABC", ChannelError::RegexMismatch, 107),
         ("updates:", ChannelError::RegexMismatch, 107),
@@ -1095,4 +1096,83 @@ fn http3_needs_tls_and_webtransport_needs_http3() {
     assert_eq!(loaded.config.webtransport.handler_prefix, "/wt");
     assert_eq!(loaded.config.webtransport.message_size_limit, 1024);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn pusher_apps_are_checked_and_unimplemented_parts_refused() {
+    let loaded = load_json(serde_json::json!({
+        "pusher": {"enabled": true, "apps": [
+            {"app_id": "1", "key": "k1", "secret": "s1", "enable_client_messages": true},
+            {"app_id": "2", "key": "k2", "secret": "s2", "max_connections": 5}
+        ]}
+    }))
+    .unwrap();
+    let p = &loaded.config.pusher;
+    assert!(p.enabled);
+    assert_eq!(p.apps.len(), 2);
+    assert!(p.apps[0].enable_client_messages);
+    assert_eq!(p.apps[0].max_client_events_per_second, 10);
+    assert_eq!(p.apps[1].max_connections, 5);
+    assert_eq!(p.activity_timeout.as_std().as_secs(), 120);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    let errors = invalid(serde_json::json!({"pusher": {"enabled": true}}));
+    assert_eq!(paths(&errors), ["pusher.apps"]);
+    let errors = invalid(serde_json::json!({
+        "pusher": {"enabled": true, "apps": [
+            {"app_id": "1", "key": "k", "secret": "s", "enable_user_authentication": true,
+             "webhooks": [{"url": "http://127.0.0.1:1/hook"}]},
+            {"app_id": "1", "key": "k", "secret": ""},
+            {"app_id": "a/b", "key": "", "secret": "s"}
+        ]}
+    }));
+    assert_eq!(
+        paths(&errors),
+        [
+            "pusher.apps[0].enable_user_authentication",
+            "pusher.apps[0].webhooks",
+            "pusher.apps[1].app_id",
+            "pusher.apps[1].key",
+            "pusher.apps[1].secret",
+            "pusher.apps[2].app_id",
+            "pusher.apps[2].key",
+        ]
+    );
+    assert!(
+        errors[0].message.contains("does not implement"),
+        "{}",
+        errors[0]
+    );
+    // Off, nothing is checked.
+    load_json(serde_json::json!({"pusher": {"apps": [{"app_id": ""}]}})).unwrap();
+}
+
+#[test]
+fn one_pusher_app_from_env_vars() {
+    let loaded = env(&[
+        ("WSHUB_PUSHER_ENABLED", "true"),
+        ("WSHUB_PUSHER_APP_ID", "app-1"),
+        ("WSHUB_PUSHER_APP_KEY", "key-1"),
+        ("WSHUB_PUSHER_APP_SECRET", "secret-1"),
+        ("WSHUB_PUSHER_APP_ENABLE_CLIENT_MESSAGES", "true"),
+    ])
+    .load_str("{}", Format::Json)
+    .unwrap();
+    let p = &loaded.config.pusher;
+    assert!(p.enabled);
+    assert_eq!(p.apps.len(), 1);
+    assert_eq!(p.apps[0].app_id, "app-1");
+    assert_eq!(p.apps[0].key, "key-1");
+    assert_eq!(p.apps[0].secret, "secret-1");
+    assert!(p.apps[0].enable_client_messages);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Over a file's first app.
+    let loaded = env(&[("WSHUB_PUSHER_APP_SECRET", "from-env")])
+        .load_str(
+            r#"{"pusher": {"enabled": true, "apps": [{"app_id": "1", "key": "k", "secret": "s"}]}}"#,
+            Format::Json,
+        )
+        .unwrap();
+    assert_eq!(loaded.config.pusher.apps[0].secret, "from-env");
+    assert_eq!(loaded.config.pusher.apps[0].key, "k");
 }

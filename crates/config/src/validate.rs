@@ -489,6 +489,85 @@ impl Config {
                 e.push(path, "must be at least 1 when its rate is set");
             }
         }
+        check_pusher(e, &self.pusher);
+    }
+}
+
+/// App ids and keys appear in URL paths (`/apps/{app_id}`, `/app/{key}`)
+/// and in the node's channel names.
+fn pusher_id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_pusher(e: &mut Errors, p: &super::PusherConfig) {
+    if !p.enabled {
+        return;
+    }
+    if p.apps.is_empty() {
+        e.push("pusher.apps", "the Pusher front is enabled but has no app");
+    }
+    if p.activity_timeout.as_std().as_secs() < 1 {
+        e.push("pusher.activity_timeout", "must be at least 1s");
+    }
+    if p.pong_timeout.is_zero() {
+        e.push("pusher.pong_timeout", "must be more than 0");
+    }
+    let mut ids = HashSet::new();
+    let mut keys = HashSet::new();
+    for (i, app) in p.apps.iter().enumerate() {
+        let at = |k: &str| format!("pusher.apps[{i}].{k}");
+        if !pusher_id_ok(&app.app_id) {
+            e.push(
+                at("app_id"),
+                "must be 1 to 64 of A-Z a-z 0-9 - _ . (it is part of the API's paths)",
+            );
+        } else if !ids.insert(app.app_id.as_str()) {
+            e.push(at("app_id"), format!("{:?} names two apps", app.app_id));
+        }
+        if !pusher_id_ok(&app.key) {
+            e.push(
+                at("key"),
+                "must be 1 to 64 of A-Z a-z 0-9 - _ . (clients connect to /app/{key})",
+            );
+        } else if !keys.insert(app.key.as_str()) {
+            e.push(at("key"), format!("{:?} names two apps", app.key));
+        }
+        if app.secret.is_empty() {
+            e.push(
+                at("secret"),
+                "must be set: it signs every authorization and API request",
+            );
+        }
+        if app.enable_user_authentication {
+            e.push(
+                at("enable_user_authentication"),
+                unimplemented(
+                    "Pusher user authentication (pusher:signin)",
+                    "set it to false",
+                ),
+            );
+        }
+        if !app.webhooks.is_empty() {
+            e.push(
+                at("webhooks"),
+                unimplemented("Pusher webhooks", "remove the list"),
+            );
+        }
+        if app.max_client_events_per_second == 0 && app.enable_client_messages {
+            e.push(
+                at("max_client_events_per_second"),
+                "must be at least 1 when enable_client_messages is on",
+            );
+        }
+        if app.max_event_size == 0 {
+            e.push(at("max_event_size"), "must be at least 1");
+        }
+        if app.max_channels_per_event == 0 {
+            e.push(at("max_channels_per_event"), "must be at least 1");
+        }
     }
 }
 
