@@ -56,6 +56,9 @@ pub(crate) enum Work {
         /// The publication's broker time (Unix ms; 0: none), for the
         /// delivery latency observed when the last job is done.
         time_ms: u64,
+        /// A client that does not get it (a front's publisher that must
+        /// not get its own event back, see [`crate::node::FrontPush`]).
+        exclude: Option<Box<str>>,
     },
     /// Tell the subscribers they missed publications (2500).
     Gap,
@@ -405,12 +408,16 @@ fn run(node: &Node, job: Job, direct: bool) {
             offset,
             join_leave,
             kind,
+            exclude,
             ..
         } => {
             let [json, binary] = frames;
             let (mut delivered, mut bytes) = (0u64, 0u64);
             for s in job.chunk.subscribers() {
                 if *join_leave && !s.join_leave {
+                    continue;
+                }
+                if exclude.as_deref().is_some_and(|x| x == s.handle.id()) {
                     continue;
                 }
                 let frame = if s.handle.encoding().is_binary() {
@@ -596,6 +603,7 @@ mod tests {
                 join_leave: false,
                 kind: crate::metrics::PushKind::Publication,
                 time_ms: 0,
+                exclude: None,
             };
             fanout.dispatch(&node, "c", 7, &snapshot, work);
         }
@@ -632,6 +640,7 @@ mod tests {
             join_leave: false,
             kind: crate::metrics::PushKind::Publication,
             time_ms: 0,
+            exclude: None,
         };
         node.fanout().dispatch(&node, "r", 1, &before, work);
         node.fan_out("r", &publication("r", 2), 2, false);

@@ -288,6 +288,15 @@ label_enum! {
         ConnectRatePerIp => "connect_rate_per_ip",
         /// `client.connection_rate_limit` (whole node): an upgrade refused (429).
         ConnectionRate => "connection_rate",
+        /// `pusher.apps[].max_connections`: a Pusher connection closed (4004).
+        PusherAppConnections => "pusher_app_connections",
+        /// `pusher.apps[].max_client_events_per_second`: a client event
+        /// refused (4301).
+        PusherClientEvents => "pusher_client_events",
+        /// `pusher.apps[].max_event_size`: an event refused.
+        PusherEventSize => "pusher_event_size",
+        /// `pusher.apps[].max_presence_members`: a presence subscribe refused.
+        PusherPresenceMembers => "pusher_presence_members",
     }
 }
 
@@ -307,6 +316,8 @@ label_enum! {
         ResponseWriteTimeout => "response_write_timeout",
         /// `http_api.max_broadcast_channels`: a broadcast refused.
         MaxBroadcastChannels => "max_broadcast_channels",
+        /// A Pusher API request with a bad, stale or missing signature (401).
+        PusherAuth => "pusher_auth",
     }
 }
 

@@ -66,6 +66,35 @@ pub struct Node {
     /// When an emulation request for a node not in `peers` last made this
     /// node read the registry again.
     peers_reread: Mutex<Option<Instant>>,
+    /// Fronts that speak another client protocol, by the channel prefix
+    /// they own ([`Node::register_front`]).
+    fronts: std::sync::RwLock<Vec<(String, Arc<dyn FrontCodec>)>>,
+}
+
+/// A front that speaks another client protocol than Centrifugo's (the
+/// Pusher front) owns the node's channels under a prefix. Their
+/// publications and join/leave events go through the same fan-out, but
+/// encoded by the front, once per event, for its own subscribers (who
+/// take them as text). The codec is called on the broker's delivery task:
+/// it must be quick and must not block.
+pub trait FrontCodec: Send + Sync + 'static {
+    /// The push of a publication in `channel`; `None` drops it (not one of
+    /// the front's events).
+    fn publication(&self, channel: &str, publication: &broker::Publication) -> Option<FrontPush>;
+    /// The push of a join, for the subscribers that asked for join/leave.
+    fn join(&self, channel: &str, info: &broker::ClientInfo) -> Option<Bytes>;
+    /// The push of a leave, for the subscribers that asked for join/leave.
+    fn leave(&self, channel: &str, info: &broker::ClientInfo) -> Option<Bytes>;
+}
+
+/// A front's encoded publication.
+#[derive(Debug, Clone)]
+pub struct FrontPush {
+    /// What every subscriber gets, as the front's transport sends it.
+    pub frame: Bytes,
+    /// The client (handle id) that does not get it: Pusher's `socket_id`
+    /// exclusion, and a client event's sender.
+    pub exclude: Option<String>,
 }
 
 /// How often a node refreshes its registration (`/api/info`).
@@ -122,20 +151,48 @@ impl BrokerEventHandler for Handler {
             return;
         }
         let offset = publication.offset;
-        let push = Push::publication(channel, to_proto_publication(&publication));
-        if let Some(snapshot) = node.hub.snapshot(channel) {
-            node.fan_out_to(channel, &snapshot, &push, offset, false, publication.time);
+        let Some(snapshot) = node.hub.snapshot(channel) else {
+            return;
+        };
+        if let Some(front) = node.front(channel) {
+            if let Some(p) = front.publication(channel, &publication) {
+                let work = Work::Push {
+                    frames: [Some(p.frame), None],
+                    offset,
+                    join_leave: false,
+                    kind: PushKind::Publication,
+                    time_ms: publication.time,
+                    exclude: p.exclude.map(String::into_boxed_str),
+                };
+                let hash = Hub::channel_hash(channel);
+                node.fanout.dispatch(&node, channel, hash, &snapshot, work);
+            }
+            return;
         }
+        let push = Push::publication(channel, to_proto_publication(&publication));
+        node.fan_out_to(channel, &snapshot, &push, offset, false, publication.time);
     }
 
     fn on_join(&self, channel: &str, info: &broker::ClientInfo) {
         if let Some(node) = self.0.upgrade() {
+            if let Some(front) = node.front(channel) {
+                if let Some(frame) = front.join(channel, info) {
+                    node.front_join_leave(channel, frame, PushKind::Join);
+                }
+                return;
+            }
             node.join_leave(channel, || Push::join(channel, to_proto_info(info)));
         }
     }
 
     fn on_leave(&self, channel: &str, info: &broker::ClientInfo) {
         if let Some(node) = self.0.upgrade() {
+            if let Some(front) = node.front(channel) {
+                if let Some(frame) = front.leave(channel, info) {
+                    node.front_join_leave(channel, frame, PushKind::Leave);
+                }
+                return;
+            }
             node.join_leave(channel, || Push::leave(channel, to_proto_info(info)));
         }
     }
@@ -269,6 +326,7 @@ impl Node {
             emulation: Arc::default(),
             peers: Mutex::default(),
             peers_reread: Mutex::default(),
+            fronts: std::sync::RwLock::default(),
         });
         node.fanout.start(Arc::downgrade(&node));
         node.broker
@@ -840,9 +898,49 @@ impl Node {
             join_leave,
             kind,
             time_ms,
+            exclude: None,
         };
         let hash = Hub::channel_hash(channel);
         self.fanout.dispatch(self, channel, hash, snapshot, work);
+    }
+
+    /// Gives the channels that start with `prefix` to a front: their pushes
+    /// are encoded by `codec` ([`FrontCodec`]). Channels of the Centrifugo
+    /// protocol must not start with it (see
+    /// [`wshub_config::FRONT_CHANNEL_PREFIX`]).
+    pub fn register_front(&self, prefix: impl Into<String>, codec: Arc<dyn FrontCodec>) {
+        self.fronts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((prefix.into(), codec));
+    }
+
+    /// The front that owns `channel`, if any.
+    fn front(&self, channel: &str) -> Option<Arc<dyn FrontCodec>> {
+        let fronts = self.fronts.read().unwrap_or_else(|e| e.into_inner());
+        fronts
+            .iter()
+            .find(|(p, _)| channel.starts_with(p.as_str()))
+            .map(|(_, c)| c.clone())
+    }
+
+    /// A front's join or leave push, to the local subscribers that asked
+    /// for join/leave. A front bounds its own channels (Pusher's presence
+    /// member limit), so `join_leave_max_subscribers` does not apply.
+    fn front_join_leave(&self, channel: &str, frame: Bytes, kind: PushKind) {
+        let Some(snapshot) = self.hub.snapshot(channel) else {
+            return;
+        };
+        let work = Work::Push {
+            frames: [Some(frame), None],
+            offset: 0,
+            join_leave: true,
+            kind,
+            time_ms: 0,
+            exclude: None,
+        };
+        let hash = Hub::channel_hash(channel);
+        self.fanout.dispatch(self, channel, hash, &snapshot, work);
     }
 
     /// A join or leave event of `channel`: pushed to the subscribers that
