@@ -58,6 +58,14 @@ pub(crate) async fn route(
             Route::Poll => crate::fallback::poll(shared, req).await,
         });
     }
+    if !shared.pusher.is_empty() {
+        if path.starts_with("/app/") {
+            return Ok(crate::pusher::websocket(shared, peer, req));
+        }
+        if wshub_pusher::api::is_api_path(&path) {
+            return Ok(crate::pusher::api(shared, req).await);
+        }
+    }
     Ok(if path == ws_path && !cfg.websocket.disabled {
         websocket(shared, peer, req, false)
     } else if cfg.uni_websocket.enabled
@@ -230,7 +238,7 @@ impl ClientRefusal {
         }
     }
 
-    fn response(&self) -> Response<Body> {
+    pub(crate) fn response(&self) -> Response<Body> {
         match self {
             ClientRefusal::Origin => text(self.status(), "origin not allowed"),
             ClientRefusal::Limit => {
@@ -339,7 +347,7 @@ impl WsPlan {
 }
 
 /// The engine's options for the gateway's WebSocket endpoints.
-fn ws_server_options(cfg: &wshub_config::Config, uni: bool) -> ServerOptions {
+pub(crate) fn ws_server_options(cfg: &wshub_config::Config, uni: bool) -> ServerOptions {
     // `websocket.message_size_limit` bounds each frame on the wire and,
     // unless `decompressed_message_size_limit` is set, the whole message
     // after inflate; over it the engine closes with 1009. The same keys of
@@ -521,7 +529,7 @@ impl hyper::body::Body for ChannelBody {
 /// for every byte: up front for a declared `Content-Length`, per chunk
 /// otherwise. Over either limit, or not all in within
 /// `http_api.request_body_timeout`: the error answer.
-async fn read_api_body(
+pub(crate) async fn read_api_body(
     shared: &Shared,
     req: Request<Incoming>,
 ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Response<Body>> {

@@ -81,6 +81,7 @@ mod fallback;
 mod h3;
 mod http;
 mod jwks;
+mod pusher;
 mod stream;
 mod webtransport;
 mod ws;
@@ -179,6 +180,8 @@ pub(crate) struct Shared {
     /// `http_server.http2`: whether HTTP/2 is served, and its settings.
     pub http2_enabled: bool,
     pub http2: wshub_ws::Http2Options,
+    /// The Pusher front's apps (none when `pusher.enabled` is off).
+    pub pusher: Arc<wshub_pusher::app::Apps>,
 }
 
 /// A bound gateway server.
@@ -282,6 +285,10 @@ impl Server {
         if let Ok(a) = listener.local_addr() {
             node.set_name(format!("{}_{}", node.name(), a.port()));
         }
+        let pusher = Arc::new(wshub_pusher::app::Apps::new(&node.config().pusher));
+        if !pusher.is_empty() {
+            wshub_pusher::register(&node);
+        }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let admission = node
             .metrics()
@@ -300,6 +307,7 @@ impl Server {
                 timeouts,
                 http2_enabled,
                 http2,
+                pusher,
             }),
             shutdown_tx,
             tls,

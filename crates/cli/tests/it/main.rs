@@ -23,6 +23,7 @@ mod h2_node;
 mod join_storm;
 mod node_peer;
 mod payload;
+mod pusher;
 mod python_peer;
 mod rust_client;
 mod sdk_interop;

@@ -153,7 +153,7 @@ fn require_python_sdk() {
     );
 }
 
-fn node_sdk_script(script: &str) -> Command {
+pub fn node_sdk_script(script: &str) -> Command {
     require_node_sdk();
     let mut cmd = Command::new("node");
     cmd.current_dir(sdk_dir()).arg(sdk_dir().join(script));
