@@ -1288,6 +1288,10 @@ impl Default for PusherApp {
     }
 }
 
+/// The Pusher app of the development defaults: (app_id, key, secret). The
+/// secret is public: [`Config::describe`] names it as development-only.
+pub const DEMO_PUSHER_APP: (&str, &str, &str) = ("1", "wshub-demo", "wshub-demo-secret");
+
 impl Config {
     /// The configuration `wshub serve` uses with no file: Centrifugo defaults
     /// plus settings that make a local try-out work with no token or API key.
@@ -1339,6 +1343,14 @@ impl Config {
         // Load generators and many browser tabs come from one address.
         c.limits.connections_per_ip = 0;
         c.limits.connect_rate_per_ip = 0;
+        // The Pusher demo page: one app whose secret is published here.
+        c.pusher.enabled = true;
+        let mut app = PusherApp::default();
+        app.app_id = DEMO_PUSHER_APP.0.into();
+        app.key = DEMO_PUSHER_APP.1.into();
+        app.secret = DEMO_PUSHER_APP.2.into();
+        app.enable_client_messages = true;
+        c.pusher.apps.push(app);
         c
     }
 
@@ -1374,6 +1386,15 @@ impl Config {
         }
         if self.demo.enabled {
             unsafe_settings.push("demo pages");
+        }
+        if self.pusher.enabled
+            && self
+                .pusher
+                .apps
+                .iter()
+                .any(|a| a.secret == DEMO_PUSHER_APP.2)
+        {
+            unsafe_settings.push("the Pusher demo app (its secret is public)");
         }
         let broker = match self.broker_kind() {
             BrokerKind::Memory => "memory broker (single node, data lost on restart)",

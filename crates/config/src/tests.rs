@@ -549,6 +549,7 @@ fn development_default_is_valid_and_described() {
         "http_api.insecure",
         "allow_anonymous_connect_without_token",
         "demo",
+        "Pusher demo app",
     ] {
         assert!(d.contains(needle), "{needle} not in {d}");
     }

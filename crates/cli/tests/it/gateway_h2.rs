@@ -39,7 +39,7 @@ fn host(url: &str) -> String {
 }
 
 /// A `GET` over plain HTTP/1.1: status and body.
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
