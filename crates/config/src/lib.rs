@@ -1345,12 +1345,13 @@ impl Config {
         c.limits.connect_rate_per_ip = 0;
         // The Pusher demo page: one app whose secret is published here.
         c.pusher.enabled = true;
-        let mut app = PusherApp::default();
-        app.app_id = DEMO_PUSHER_APP.0.into();
-        app.key = DEMO_PUSHER_APP.1.into();
-        app.secret = DEMO_PUSHER_APP.2.into();
-        app.enable_client_messages = true;
-        c.pusher.apps.push(app);
+        c.pusher.apps.push(PusherApp {
+            app_id: DEMO_PUSHER_APP.0.into(),
+            key: DEMO_PUSHER_APP.1.into(),
+            secret: DEMO_PUSHER_APP.2.into(),
+            enable_client_messages: true,
+            ..PusherApp::default()
+        });
         c
     }
 
