@@ -71,6 +71,14 @@ pub trait DirectWrite: Send + Sync {
     /// is dropped with the connection.
     #[allow(clippy::result_unit_err)]
     fn try_write(&self, message: Bytes) -> Result<usize, ()>;
+
+    /// Whether `message` may be written directly at all; `false` queues it
+    /// for the session (a front's internal record that the session turns
+    /// into messages first). Every message by default.
+    fn accepts(&self, message: &[u8]) -> bool {
+        let _ = message;
+        true
+    }
 }
 
 /// Pushes held back per channel while it is being subscribed: (offset, frame).
@@ -277,6 +285,7 @@ impl ClientHandle {
         let direct = match &out.direct {
             Some(d)
                 if fits
+                    && d.accepts(&frame)
                     && !out.writing
                     && out.disconnect.is_none()
                     && out.frames.is_empty()
@@ -545,6 +554,31 @@ mod tests {
             self.written.lock().unwrap().push(message);
             Ok(self.left.load(Ordering::Relaxed))
         }
+    }
+
+    /// A transport that takes directly only what does not start with 0.
+    struct Picky(Recorder);
+
+    impl DirectWrite for Picky {
+        fn try_write(&self, message: Bytes) -> Result<usize, ()> {
+            self.0.try_write(message)
+        }
+        fn accepts(&self, message: &[u8]) -> bool {
+            message.first() != Some(&0)
+        }
+    }
+
+    #[test]
+    fn what_the_transport_does_not_accept_directly_is_queued() {
+        let h = ClientHandle::new("c", Encoding::Json, 0);
+        let picky = std::sync::Arc::new(Picky(Recorder::default()));
+        h.set_direct(Some(picky.clone()));
+        assert!(h.push_channel_now("ch", 0, Bytes::from_static(b"\0record")));
+        assert!(picky.0.written.lock().unwrap().is_empty());
+        assert_eq!(h.drain().frames, vec![Bytes::from_static(b"\0record")]);
+        h.set_in_flight(0);
+        assert!(h.push_channel_now("ch", 0, Bytes::from_static(b"{}")));
+        assert_eq!(*picky.0.written.lock().unwrap(), vec!["{}"]);
     }
 
     #[test]

@@ -100,6 +100,11 @@ fn record(kind: u8, channel: &str, info: &ClientInfo) -> Option<Bytes> {
     Some(b.freeze())
 }
 
+/// Whether a queued frame is a presence record, not a wire message.
+pub fn is_record(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(&JOINED | &LEFT))
+}
+
 /// A presence record from a queued frame: (joined, node channel, member,
 /// socket id); `None` for a wire message.
 pub fn member_record(frame: &[u8]) -> Option<(bool, &str, Member, &str)> {

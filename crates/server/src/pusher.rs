@@ -106,6 +106,35 @@ pub(crate) fn websocket(
     }
 }
 
+/// The fan-out's way onto this connection's socket, as for the Centrifugo
+/// WebSocket (`server::ws`): wire messages only; presence records go to
+/// the session, which turns them into member events.
+struct Direct<S> {
+    sender: wshub_ws::WsSender<S>,
+    node: Arc<wshub_hub::node::Node>,
+}
+
+impl<S> wshub_hub::outbound::DirectWrite for Direct<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn try_write(&self, payload: bytes::Bytes) -> Result<usize, ()> {
+        let len = payload.len() as u64;
+        let Ok(text) = Utf8Bytes::try_from_bytes(payload) else {
+            return Ok(0);
+        };
+        let left = self.sender.try_send(Message::Text(text)).map_err(|_| ())?;
+        self.node
+            .metrics()
+            .count_sent(wshub_protocol::Encoding::Json, 1, len);
+        Ok(left)
+    }
+
+    fn accepts(&self, message: &[u8]) -> bool {
+        !wshub_pusher::front::is_record(message)
+    }
+}
+
 fn feed<S>(ws: &mut WsWriter<S>, frames: Vec<bytes::Bytes>) -> Result<(), ()> {
     for f in frames {
         match Utf8Bytes::try_from_bytes(f) {
@@ -145,6 +174,10 @@ async fn serve<S>(
         }
     };
     shared.open_ws.fetch_add(1, Ordering::Relaxed);
+    session.handle().set_direct(Some(Arc::new(Direct {
+        sender: ws.sender(),
+        node: node.clone(),
+    })));
     let write_timeout = match node.config().websocket.write_timeout.as_std() {
         d if d.is_zero() => Duration::from_secs(86400),
         d => d.max(Duration::from_millis(100)),
@@ -214,6 +247,8 @@ async fn serve<S>(
             }
         }
     };
+    // The fan-out must not write (or keep the socket) any more.
+    handle.set_direct(None);
     Box::pin(session.close()).await;
     if let Some(d) = end {
         let _ = feed(&mut ws, session.take_output().messages);
