@@ -10,6 +10,7 @@ mod api;
 mod emulation;
 mod failures;
 mod multi_node;
+mod pusher;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
