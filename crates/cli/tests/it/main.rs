@@ -9,6 +9,7 @@
 mod bench_cli;
 mod browser;
 mod browser_h2;
+mod browser_pusher;
 mod browser_transports;
 mod browser_wt;
 mod cluster;
