@@ -288,6 +288,9 @@ label_enum! {
         ConnectRatePerIp => "connect_rate_per_ip",
         /// `client.connection_rate_limit` (whole node): an upgrade refused (429).
         ConnectionRate => "connection_rate",
+        /// `client.channel_limit`: a Pusher subscribe refused (403; the
+        /// Centrifugo protocol answers 106 and counts nothing here).
+        ChannelLimit => "channel_limit",
         /// `pusher.apps[].max_connections`: a Pusher connection closed (4004).
         PusherAppConnections => "pusher_app_connections",
         /// `pusher.apps[].max_client_events_per_second`: a client event

@@ -61,7 +61,53 @@ pub fn is_api_path(path: &str) -> bool {
     path.starts_with("/apps/")
 }
 
-/// Answers one API request. `query` is the raw query string.
+/// A request whose signature was checked ([`authorize`]): its app and
+/// decoded query, waiting for its body.
+#[derive(Debug)]
+pub struct Authorized {
+    app: Arc<App>,
+    pairs: Vec<(String, String)>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Checks what the signature covers before the body is read (the app, the
+/// key, the time, the signature over method, path and query, `body_md5`
+/// included), so that an unsigned request costs no body and none of the
+/// node's in-flight body budget. `query` is the raw query string.
+pub fn authorize(
+    node: &Node,
+    apps: &Apps,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Result<Authorized, Response> {
+    let Some(rest) = path.strip_prefix("/apps/") else {
+        return Err(Response::error(404, "Not found"));
+    };
+    let app_id = rest.split_once('/').map_or(rest, |(id, _)| id);
+    let Some(app) = apps.by_id(app_id) else {
+        return Err(Response::error(404, format!("Unknown app_id {app_id:?}")));
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let a = app.config();
+    if let Err(e) = sign::verify_api_query(method, path, &pairs, &a.key, &a.secret, unix_now()) {
+        node.metrics().api_limit_exceeded(ApiLimit::PusherAuth);
+        return Err(Response::error(401, e.to_string()));
+    }
+    Ok(Authorized {
+        app: app.clone(),
+        pairs,
+    })
+}
+
+/// Answers one API request: [`authorize`], then [`answer`] with the body.
 pub async fn handle(
     node: &Arc<Node>,
     apps: &Apps,
@@ -70,30 +116,30 @@ pub async fn handle(
     query: &str,
     body: &[u8],
 ) -> Response {
-    let Some(rest) = path.strip_prefix("/apps/") else {
-        return Response::error(404, "Not found");
-    };
-    let (app_id, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let Some(app) = apps.by_id(app_id) else {
-        return Response::error(404, format!("Unknown app_id {app_id:?}"));
-    };
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let a = app.config();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let req = sign::ApiRequest {
-        method,
-        path,
-        query: &pairs,
-        body,
-    };
-    if let Err(e) = sign::verify_api_request(&req, &a.key, &a.secret, now) {
+    match authorize(node, apps, method, path, query) {
+        Ok(a) => answer(node, a, method, path, body).await,
+        Err(r) => r,
+    }
+}
+
+/// Answers an authorized request once its body is in.
+pub async fn answer(
+    node: &Arc<Node>,
+    authorized: Authorized,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Response {
+    let Authorized { app, pairs } = authorized;
+    let app = &*app;
+    if let Err(e) = sign::verify_body_md5(&pairs, body) {
         node.metrics().api_limit_exceeded(ApiLimit::PusherAuth);
         return Response::error(401, e.to_string());
     }
+    let rest = path
+        .strip_prefix("/apps/")
+        .and_then(|r| r.split_once('/'))
+        .map_or("", |(_, r)| r);
     let param = |k: &str| {
         pairs
             .iter()

@@ -133,8 +133,9 @@ pub struct PusherSession {
     app: Arc<App>,
     handle: Arc<ClientHandle>,
     subs: HashMap<String, Sub>,
-    /// Messages allowed per second (`limits.commands_per_second`).
-    messages: TokenBucket,
+    /// Messages allowed per second (`limits.commands_per_second`; none
+    /// when 0, as for the Centrifugo session).
+    messages: Option<TokenBucket>,
     refused_in_a_row: u32,
     client_events: TokenBucket,
     last_seen: Instant,
@@ -195,7 +196,8 @@ impl PusherSession {
         ));
         let l = &cfg.limits;
         Ok(PusherSession {
-            messages: TokenBucket::new(l.commands_per_second, l.commands_burst, now),
+            messages: (l.commands_per_second > 0)
+                .then(|| TokenBucket::new(l.commands_per_second, l.commands_burst, now)),
             client_events: TokenBucket::new(
                 a.max_client_events_per_second,
                 a.max_client_events_per_second,
@@ -301,7 +303,7 @@ impl PusherSession {
         let now = Instant::now();
         self.last_seen = now;
         self.ping_sent = None;
-        if !self.messages.try_take(now) {
+        if self.messages.as_mut().is_some_and(|b| !b.try_take(now)) {
             self.node
                 .metrics()
                 .limit_exceeded(ClientLimit::CommandsPerSecond);
@@ -376,9 +378,7 @@ impl PusherSession {
         }
         let limit = self.node.config().client.channel_limit as usize;
         if limit > 0 && self.subs.len() >= limit {
-            self.node
-                .metrics()
-                .limit_exceeded(ClientLimit::CommandsPerSecond);
+            self.node.metrics().limit_exceeded(ClientLimit::ChannelLimit);
             self.sub_error(
                 &channel,
                 "LimitReached",
@@ -449,29 +449,6 @@ impl PusherSession {
                 );
                 return;
             }
-            let max = a.max_presence_members as usize;
-            match self.node.broker().presence(&nc).await {
-                Ok(p) => {
-                    let users: HashSet<&str> = p.values().map(|i| i.user.as_str()).collect();
-                    if max > 0 && users.len() >= max && !users.contains(parsed.user_id.as_str()) {
-                        self.node
-                            .metrics()
-                            .limit_exceeded(ClientLimit::PusherPresenceMembers);
-                        self.sub_error(
-                            &channel,
-                            "LimitReached",
-                            &format!("The presence channel has {max} members, its limit"),
-                            403,
-                        );
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(channel = %nc, error = %e, "presence failed");
-                    self.sub_error(&channel, "ServerError", "presence is unavailable", 500);
-                    return;
-                }
-            }
             Some(Member {
                 user_id: parsed.user_id,
                 user_info: parsed.user_info.map(|r| r.get().to_owned()),
@@ -481,9 +458,35 @@ impl PusherSession {
         };
 
         let node = self.node.clone();
+        let max = a.max_presence_members as usize;
         self.handle.begin_pending(&nc);
         {
+            // Held across the member check and the presence entry, so that
+            // this node's subscribes to one presence channel cannot race
+            // past `max_presence_members`; other nodes' are checked after.
             let _g = node.hub().sub_lock(&nc).await;
+            if let Some(m) = &member {
+                match presence_users(&node, &nc).await {
+                    Ok(users) if max > 0 && users.len() >= max && !users.contains(&m.user_id) => {
+                        self.handle.end_pending(&nc, Vec::new(), 0);
+                        self.refuse_member(&channel, max);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(()) => {
+                        self.handle.end_pending(&nc, Vec::new(), 0);
+                        self.sub_error(&channel, "ServerError", "presence is unavailable", 500);
+                        return;
+                    }
+                }
+                if let Err(e) = node
+                    .broker()
+                    .add_presence(&nc, self.handle.id(), m.info(self.handle.id()), PRESENCE_TTL)
+                    .await
+                {
+                    tracing::warn!(channel = %nc, error = %e, "add presence failed");
+                }
+            }
             let first = node.hub().add(
                 &nc,
                 Subscriber {
@@ -505,13 +508,6 @@ impl PusherSession {
         let presence = match member {
             Some(m) => {
                 let info = m.info(self.handle.id());
-                if let Err(e) = node
-                    .broker()
-                    .add_presence(&nc, self.handle.id(), info.clone(), PRESENCE_TTL)
-                    .await
-                {
-                    tracing::warn!(channel = %nc, error = %e, "add presence failed");
-                }
                 let mut members = Members::default();
                 match node.broker().presence(&nc).await {
                     Ok(p) => {
@@ -527,6 +523,15 @@ impl PusherSession {
                     Err(e) => tracing::warn!(channel = %nc, error = %e, "presence failed"),
                 }
                 members.add(&m.user_id, self.handle.id(), m.raw_info());
+                if max > 0 && members.users.len() > max {
+                    // Another node's subscribe raced this one past the
+                    // limit: this one steps back (both may; a retry gets
+                    // in once there is room).
+                    self.handle.end_pending(&nc, Vec::new(), 0);
+                    self.undo_join(&nc).await;
+                    self.refuse_member(&channel, max);
+                    return;
+                }
                 let _ = node.broker().publish_join(&nc, info).await;
                 Some(Box::new((m, members)))
             }
@@ -539,6 +544,30 @@ impl PusherSession {
         }
         self.subs.insert(channel, sub);
         self.handle.end_pending(&nc, replies, 0);
+    }
+
+    fn refuse_member(&self, channel: &str, max: usize) {
+        self.node
+            .metrics()
+            .limit_exceeded(ClientLimit::PusherPresenceMembers);
+        self.sub_error(
+            channel,
+            "LimitReached",
+            &format!("The presence channel has {max} members, its limit"),
+            403,
+        );
+    }
+
+    /// Takes back a subscribe that was refused after it joined.
+    async fn undo_join(&self, nc: &str) {
+        let node = &self.node;
+        {
+            let _g = node.hub().sub_lock(nc).await;
+            if node.hub().remove(nc, self.handle.id()) {
+                let _ = node.broker().unsubscribe(nc).await;
+            }
+        }
+        let _ = node.broker().remove_presence(nc, self.handle.id()).await;
     }
 
     fn succeeded(&self, channel: &str) -> Bytes {
@@ -740,6 +769,17 @@ impl PusherSession {
         }
         if std::mem::take(&mut self.open) {
             self.app.disconnect();
+        }
+    }
+}
+
+/// The distinct users present in a node channel.
+async fn presence_users(node: &Node, nc: &str) -> Result<HashSet<String>, ()> {
+    match node.broker().presence(nc).await {
+        Ok(p) => Ok(p.into_values().map(|i| i.user).collect()),
+        Err(e) => {
+            tracing::warn!(channel = %nc, error = %e, "presence failed");
+            Err(())
         }
     }
 }

@@ -235,20 +235,33 @@ pub fn sign_api_request(
     hmac_sha256_hex(secret, string_to_sign(method, path, query).as_bytes())
 }
 
-/// Checks that `req` is signed with the app's `key` and `secret` at a time
-/// within [`TIMESTAMP_GRACE_SECS`] of `now_unix`, and that `body_md5` (needed
-/// for a non-empty body) is the body's.
+/// Checks a signed API request: [`verify_api_query`], then
+/// [`verify_body_md5`].
 pub fn verify_api_request(
     req: &ApiRequest<'_>,
     key: &str,
     secret: &str,
     now_unix: i64,
 ) -> Result<(), ApiAuthError> {
-    let mut names: Vec<String> = req
-        .query
-        .iter()
-        .map(|(k, _)| k.to_ascii_lowercase())
-        .collect();
+    verify_api_query(req.method, req.path, req.query, key, secret, now_unix)?;
+    verify_body_md5(req.query, req.body)
+}
+
+/// Checks everything of a signed API request that is in its method, path
+/// and query: no duplicated parameter, `auth_key` is `key`, `auth_version`
+/// 1.0, `auth_timestamp` within [`TIMESTAMP_GRACE_SECS`] of `now_unix`, and
+/// `auth_signature` signs them (compared in constant time). The signature
+/// covers `body_md5`, so this runs before the body is read: an unsigned
+/// request costs no body.
+pub fn verify_api_query(
+    method: &str,
+    path: &str,
+    query: &[(String, String)],
+    key: &str,
+    secret: &str,
+    now_unix: i64,
+) -> Result<(), ApiAuthError> {
+    let mut names: Vec<String> = query.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     names.sort_unstable();
     if let Some(dup) = names.windows(2).find_map(|w| match w {
         [a, b] if a == b => Some(a),
@@ -256,8 +269,7 @@ pub fn verify_api_request(
     }) {
         return Err(ApiAuthError::DuplicateParam(dup.clone()));
     }
-    let required =
-        |name: &'static str| param(req.query, name).ok_or(ApiAuthError::MissingParam(name));
+    let required = |name: &'static str| param(query, name).ok_or(ApiAuthError::MissingParam(name));
 
     if required("auth_key")? != key {
         return Err(ApiAuthError::UnknownKey);
@@ -276,17 +288,22 @@ pub fn verify_api_request(
             now: now_unix,
         });
     }
-    match param(req.query, "body_md5") {
-        None if req.body.is_empty() => {}
-        None => return Err(ApiAuthError::MissingParam("body_md5")),
-        Some(md5) if md5.eq_ignore_ascii_case(&body_md5_hex(req.body)) => {}
-        Some(_) => return Err(ApiAuthError::BodyMd5),
-    }
-    let text = string_to_sign(req.method, req.path, req.query);
+    let text = string_to_sign(method, path, query);
     if matches_hex(mac(secret, &[text.as_bytes()]), signature) {
         Ok(())
     } else {
         Err(ApiAuthError::BadSignature)
+    }
+}
+
+/// Checks the body against the signed `body_md5` (required for a
+/// non-empty body).
+pub fn verify_body_md5(query: &[(String, String)], body: &[u8]) -> Result<(), ApiAuthError> {
+    match param(query, "body_md5") {
+        None if body.is_empty() => Ok(()),
+        None => Err(ApiAuthError::MissingParam("body_md5")),
+        Some(md5) if md5.eq_ignore_ascii_case(&body_md5_hex(body)) => Ok(()),
+        Some(_) => Err(ApiAuthError::BodyMd5),
     }
 }
 
@@ -533,10 +550,12 @@ mod tests {
             "auth_signature",
             "auth_version",
             "auth_timestamp",
-            "body_md5",
         ] {
             check(&without(name), ApiAuthError::MissingParam(name));
         }
+        // The signature covers body_md5, and is checked first (before the
+        // body is read): an edited or missing body_md5 breaks it.
+        check(&without("body_md5"), ApiAuthError::BadSignature);
         check(&set("auth_key", "other"), ApiAuthError::UnknownKey);
         check(&set("auth_version", "2.0"), ApiAuthError::BadVersion);
         check(
@@ -567,8 +586,24 @@ mod tests {
         );
         check(
             &set("body_md5", "d41d8cd98f00b204e9800998ecf8427e"),
-            ApiAuthError::BodyMd5,
+            ApiAuthError::BadSignature,
         );
+        // A body that is not the signed one.
+        assert_eq!(
+            verify_body_md5(&post.query, b"another body"),
+            Err(ApiAuthError::BodyMd5)
+        );
+        let no_md5: Query = post
+            .query
+            .iter()
+            .filter(|(k, _)| k != "body_md5")
+            .cloned()
+            .collect();
+        assert_eq!(
+            verify_body_md5(&no_md5, b"x"),
+            Err(ApiAuthError::MissingParam("body_md5"))
+        );
+        assert_eq!(verify_body_md5(&no_md5, b""), Ok(()));
         for sig in [
             "",
             "zz",

@@ -257,18 +257,26 @@ async fn serve<S>(
     shared.open_ws.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// `/apps/...`: the HTTP API (body read like the server API's: bounded in
-/// size, time and the node's in-flight budget).
+/// `/apps/...`: the HTTP API. The signature is checked before the body is
+/// read (it covers `body_md5`); the body is then read like the server
+/// API's: bounded in size, time and the node's in-flight budget.
 pub(crate) async fn api(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    let authorized =
+        match wshub_pusher::api::authorize(&shared.node, &shared.pusher, &method, &path, &query) {
+            Ok(a) => a,
+            Err(r) => return response(r),
+        };
     let (body, _permit) = match crate::http::read_api_body(&shared, req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let r = wshub_pusher::api::handle(&shared.node, &shared.pusher, &method, &path, &query, &body)
-        .await;
+    response(wshub_pusher::api::answer(&shared.node, authorized, &method, &path, &body).await)
+}
+
+fn response(r: wshub_pusher::api::Response) -> Response<Body> {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     crate::http::full_response(status, r.content_type, r.body)
 }
