@@ -25,6 +25,7 @@ mod join_storm;
 mod node_peer;
 mod payload;
 mod pusher;
+mod pusher_hostile;
 mod pusher_py;
 mod python_peer;
 mod rust_client;
