@@ -378,7 +378,9 @@ impl PusherSession {
         }
         let limit = self.node.config().client.channel_limit as usize;
         if limit > 0 && self.subs.len() >= limit {
-            self.node.metrics().limit_exceeded(ClientLimit::ChannelLimit);
+            self.node
+                .metrics()
+                .limit_exceeded(ClientLimit::ChannelLimit);
             self.sub_error(
                 &channel,
                 "LimitReached",
@@ -481,7 +483,12 @@ impl PusherSession {
                 }
                 if let Err(e) = node
                     .broker()
-                    .add_presence(&nc, self.handle.id(), m.info(self.handle.id()), PRESENCE_TTL)
+                    .add_presence(
+                        &nc,
+                        self.handle.id(),
+                        m.info(self.handle.id()),
+                        PRESENCE_TTL,
+                    )
                     .await
                 {
                     tracing::warn!(channel = %nc, error = %e, "add presence failed");
