@@ -290,6 +290,23 @@ async fn publish(
     Ok(())
 }
 
+/// Distinct users present in a node channel (0 when the broker cannot say).
+async fn user_count(node: &Node, nc: &str) -> usize {
+    node.broker()
+        .presence_stats(nc)
+        .await
+        .map_or(0, |s| s.num_users)
+}
+
+/// Connections subscribed to a node channel over the cluster.
+async fn subscription_count(node: &Node, nc: &str) -> u64 {
+    node.cluster_channels(nc)
+        .await
+        .get(nc)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The `info` attributes of each channel.
 async fn channel_info(
     node: &Arc<Node>,
@@ -302,20 +319,11 @@ async fn channel_info(
         let mut m = Map::new();
         let nc = node_channel(app, c);
         if info.subscription_count {
-            let n = node
-                .cluster_channels(&nc)
-                .await
-                .get(&nc)
-                .copied()
-                .unwrap_or(0);
+            let n = subscription_count(node, &nc).await;
             m.insert("subscription_count".into(), n.into());
         }
         if info.user_count && ChannelType::of(c).is_presence() {
-            let n = node
-                .broker()
-                .presence_stats(&nc)
-                .await
-                .map_or(0, |s| s.num_users);
+            let n = user_count(node, &nc).await;
             m.insert("user_count".into(), n.into());
         }
         out.insert(c.clone(), Value::Object(m));
@@ -445,11 +453,7 @@ async fn channels(
             m.insert("subscription_count".into(), subscribers.into());
         }
         if info.user_count {
-            let n = node
-                .broker()
-                .presence_stats(&nc)
-                .await
-                .map_or(0, |s| s.num_users);
+            let n = user_count(node, &nc).await;
             m.insert("user_count".into(), n.into());
         }
         out.insert(name.to_owned(), Value::Object(m));
@@ -470,23 +474,14 @@ async fn channel(node: &Arc<Node>, app: &App, name: &str, info: Option<&str>) ->
         return Response::error(400, "user_count is only for presence channels");
     }
     let nc = node_channel(app, name);
-    let subscribers = node
-        .cluster_channels(&nc)
-        .await
-        .get(&nc)
-        .copied()
-        .unwrap_or(0);
+    let subscribers = subscription_count(node, &nc).await;
     let mut m = Map::new();
     m.insert("occupied".into(), (subscribers > 0).into());
     if info.subscription_count {
         m.insert("subscription_count".into(), subscribers.into());
     }
     if info.user_count {
-        let n = node
-            .broker()
-            .presence_stats(&nc)
-            .await
-            .map_or(0, |s| s.num_users);
+        let n = user_count(node, &nc).await;
         m.insert("user_count".into(), n.into());
     }
     Response::json(Value::Object(m))

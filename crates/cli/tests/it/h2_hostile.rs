@@ -48,11 +48,12 @@ fn require_h2() {
     );
 }
 
+/// A server's open descriptors and memory, from /proc.
 #[derive(Clone, Copy, Debug)]
-struct Usage {
-    fds: usize,
-    rss: u64,
-    hwm: u64,
+pub struct Usage {
+    pub fds: usize,
+    pub rss: u64,
+    pub hwm: u64,
 }
 
 struct Target {
@@ -63,7 +64,7 @@ struct Target {
     gateway: bool,
 }
 
-fn usage(pid: u32) -> Usage {
+pub fn usage(pid: u32) -> Usage {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or_else(|e| panic!("cannot list /proc/{pid}/fd: {e}"));
@@ -74,7 +75,7 @@ fn usage(pid: u32) -> Usage {
     }
 }
 
-fn mib(b: u64) -> String {
+pub fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / MIB as f64)
 }
 

@@ -25,8 +25,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::h2_hostile::{mib, usage, Usage};
 use crate::sdk_interop::{node_sdk_script, wshub_serve};
-use crate::support::{http_response, proc_status, run_client_ok, Proc};
+use crate::support::{http_response, run_client_ok, Proc};
 
 const APP_ID: &str = "app-1";
 const KEY: &str = "key-1";
@@ -118,24 +119,6 @@ fn zero_config() -> String {
     .to_string()
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Usage {
-    fds: usize,
-    rss: u64,
-    hwm: u64,
-}
-
-fn usage(pid: u32) -> Usage {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("cannot list /proc/{pid}/fd: {e}"));
-    Usage {
-        fds,
-        rss: proc_status(pid, "VmRSS"),
-        hwm: proc_status(pid, "VmHWM"),
-    }
-}
-
 /// The usage once the descriptor count holds still (at most 5 s).
 fn settled(pid: u32) -> Usage {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -148,10 +131,6 @@ fn settled(pid: u32) -> Usage {
         }
         last = now;
     }
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / MIB as f64)
 }
 
 /// `host:port` of an `http://host:port` URL.
