@@ -505,6 +505,9 @@ impl PusherSession {
                 if let Err(e) = node.broker().subscribe(&nc).await {
                     tracing::warn!(channel = %nc, error = %e, "broker subscribe failed");
                     node.hub().remove(&nc, self.handle.id());
+                    if member.is_some() {
+                        let _ = node.broker().remove_presence(&nc, self.handle.id()).await;
+                    }
                     self.handle.end_pending(&nc, Vec::new(), 0);
                     self.sub_error(&channel, "ServerError", "subscribe failed", 500);
                     return;
