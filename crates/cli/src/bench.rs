@@ -18,6 +18,7 @@ mod gateway;
 mod idle;
 mod latency;
 mod multiplex;
+mod pusher;
 mod raw;
 mod sse;
 
@@ -37,6 +38,26 @@ impl Transport {
         match self {
             Transport::Websocket => "websocket",
             Transport::Sse => "sse",
+        }
+    }
+}
+
+/// The protocol the gateway load generators' clients speak.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Centrifugo's JSON protocol (`/connection/websocket`).
+    #[default]
+    Centrifugo,
+    /// Pusher Channels protocol 7 (`/app/{key}?protocol=7`), events
+    /// triggered through the signed HTTP API (`/apps/{app_id}/events`).
+    Pusher,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Centrifugo => "centrifugo",
+            Protocol::Pusher => "pusher",
         }
     }
 }
@@ -139,7 +160,8 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Publish time in microseconds since `base`, from `"t":<digits>`.
+/// Publish time in microseconds since `base`, from `"t":<digits>`, or
+/// from `\"t\":<digits>` inside a JSON string (a Pusher event's data).
 fn stamp(line: &str) -> Option<u64> {
-    number_after(line, "\"t\":")
+    number_after(line, "\"t\":").or_else(|| number_after(line, "\\\"t\\\":"))
 }

@@ -11,6 +11,10 @@
 //!
 //! `fanout --transport sse` runs the subscribers over SSE (see
 //! [`super::sse`]); the publisher stays on WebSocket.
+//!
+//! `fanout --protocol pusher` runs the subscribers as Pusher protocol 7
+//! connections and publishes through the Pusher HTTP API (see
+//! [`super::pusher`]); the figures are the same.
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -24,9 +28,10 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use wshub_proto::Message;
 
+use super::pusher::{self, PusherArgs, Trigger};
 use super::raw::{self, Scratch};
 use super::sse::{SseClient, SseSession};
-use super::{number_after, session, stamp, Transport, Ws};
+use super::{number_after, session, stamp, Protocol, Transport, Ws};
 
 /// Publish-to-deliver latencies and counts over one measured window.
 pub struct Recorder {
@@ -46,6 +51,8 @@ pub struct Recorder {
     cpu_from: Cell<(Instant, Option<f64>, Option<f64>)>,
     /// Over the window: wall seconds, generator and server CPU seconds.
     cpu: Cell<(f64, Option<f64>, Option<f64>)>,
+    /// The length of one delivered message (the first stamped one seen).
+    delivery_bytes: Cell<usize>,
 }
 
 impl Recorder {
@@ -62,6 +69,7 @@ impl Recorder {
             server_pid: Cell::new(None),
             cpu_from: Cell::new((base, None, None)),
             cpu: Cell::new((0.0, None, None)),
+            delivery_bytes: Cell::new(0),
         }))
     }
 
@@ -116,6 +124,16 @@ impl Recorder {
     fn latency(&self) -> Value {
         latency_json(&self.hist.borrow())
     }
+
+    /// Records a delivered message's stamp (and its size, once).
+    fn delivered(&self, message: &str) {
+        if let Some(sent) = stamp(message) {
+            if self.delivery_bytes.get() == 0 {
+                self.delivery_bytes.set(message.len());
+            }
+            self.record(sent);
+        }
+    }
 }
 
 /// p50/p90/p99/p99.9/max in µs.
@@ -130,7 +148,8 @@ fn latency_json(h: &Histogram<u64>) -> Value {
 }
 
 /// Reads a subscriber's connection until it ends: records stamped
-/// publications, answers the server's `{}` pings.
+/// publications, answers the server's pings (Centrifugo's `{}`,
+/// `pusher:ping`).
 fn spawn_subscriber(mut ws: Ws, rec: Rc<Recorder>) {
     tokio::task::spawn_local(async move {
         while let Some(msg) = ws.recv().await {
@@ -142,9 +161,11 @@ fn spawn_subscriber(mut ws: Ws, rec: Rc<Recorder>) {
                     let _ = ws.feed(Message::Text("{}".to_owned().into()));
                     continue;
                 }
-                if let Some(sent) = stamp(line) {
-                    rec.record(sent);
+                if line.starts_with(pusher::PING_PREFIX) {
+                    let _ = ws.feed(Message::Text(pusher::PONG.to_owned().into()));
+                    continue;
                 }
+                rec.delivered(line);
             }
             let _ = ws.flush().await;
         }
@@ -157,8 +178,8 @@ fn spawn_subscriber(mut ws: Ws, rec: Rc<Recorder>) {
 fn spawn_sse_subscriber(mut s: SseSession, rec: Rc<Recorder>, scratch: Scratch) {
     tokio::task::spawn_local(async move {
         let on_event = |ev: &[u8]| {
-            if let Some(sent) = std::str::from_utf8(ev).ok().and_then(stamp) {
-                rec.record(sent);
+            if let Ok(text) = std::str::from_utf8(ev) {
+                rec.delivered(text);
             }
         };
         while s.read_events(&scratch, on_event).await.is_ok() {}
@@ -168,17 +189,35 @@ fn spawn_sse_subscriber(mut s: SseSession, rec: Rc<Recorder>, scratch: Scratch) 
 
 /// How subscribers connect, round-robin over the endpoints.
 pub enum Dial {
-    /// WebSocket URLs.
-    WebSocket(Vec<String>),
+    /// WebSocket URLs (for Pusher, its client endpoints `/app/{key}...`)
+    /// and the protocol spoken on them.
+    WebSocket(Vec<String>, Protocol),
     /// SSE endpoints, and the read buffer every SSE subscriber shares.
     Sse(Vec<SseClient>, Scratch),
 }
 
 impl Dial {
-    fn new(transport: Transport, urls: &[String], emulation_connections: usize) -> Result<Dial> {
-        Ok(match transport {
-            Transport::Websocket => Dial::WebSocket(urls.to_vec()),
-            Transport::Sse => Dial::Sse(
+    fn new(
+        transport: Transport,
+        protocol: Protocol,
+        pusher_key: &str,
+        urls: &[String],
+        emulation_connections: usize,
+    ) -> Result<Dial> {
+        Ok(match (transport, protocol) {
+            (Transport::Websocket, Protocol::Centrifugo) => {
+                Dial::WebSocket(urls.to_vec(), protocol)
+            }
+            (Transport::Websocket, Protocol::Pusher) => Dial::WebSocket(
+                urls.iter()
+                    .map(|u| pusher::client_url(u, pusher_key))
+                    .collect::<Result<_>>()?,
+                protocol,
+            ),
+            (Transport::Sse, Protocol::Pusher) => {
+                bail!("--protocol pusher runs over WebSocket only (no --transport sse)")
+            }
+            (Transport::Sse, Protocol::Centrifugo) => Dial::Sse(
                 urls.iter()
                     .map(|u| SseClient::new(u, emulation_connections))
                     .collect::<Result<_>>()?,
@@ -190,9 +229,12 @@ impl Dial {
     /// Opens subscriber `i` of `channel` and starts reading it.
     async fn open_subscriber(&self, i: usize, channel: &str, rec: &Rc<Recorder>) -> Result<()> {
         match self {
-            Dial::WebSocket(urls) => {
+            Dial::WebSocket(urls, protocol) => {
                 let url = urls.get(i % urls.len().max(1)).context("no --url")?;
-                let ws = session(url, Some(channel)).await?;
+                let ws = match protocol {
+                    Protocol::Centrifugo => session(url, Some(channel)).await?,
+                    Protocol::Pusher => pusher::session(url, Some(channel)).await?,
+                };
                 spawn_subscriber(ws, rec.clone());
             }
             Dial::Sse(clients, scratch) => {
@@ -267,18 +309,159 @@ pub struct PhaseOut {
     pub refused: u64,
 }
 
+/// Where a phase's publications go.
+pub enum Publisher {
+    /// `publish` commands on a Centrifugo client connection (boxed: a
+    /// connection is large).
+    Centrifugo(Box<Ws>),
+    /// Signed `POST /apps/{app_id}/events` requests (Pusher HTTP API).
+    Pusher(Trigger),
+}
+
+/// The publications of a phase whose answers count: ids `first..=last`.
+#[derive(Clone, Copy)]
+struct Window {
+    first: u32,
+    last: u32,
+}
+
+impl Window {
+    fn holds(self, id: u64) -> bool {
+        id >= u64::from(self.first) && id <= u64::from(self.last)
+    }
+}
+
+/// Counts the Centrifugo replies in `text` to this phase's publications;
+/// true when the text holds a server ping (`{}`), which the caller answers
+/// (a run longer than ping_interval + pong_timeout would otherwise lose the
+/// publisher).
+fn count_replies(text: &str, w: Window, out: &mut PhaseOut) -> bool {
+    let mut pinged = false;
+    for line in text.lines() {
+        if line == "{}" {
+            pinged = true;
+            continue;
+        }
+        let Some(rid) = number_after(line, "\"id\":") else {
+            continue;
+        };
+        if !w.holds(rid) {
+            continue;
+        }
+        if line.contains("\"error\"") {
+            out.refused += 1;
+        } else {
+            out.acked += 1;
+        }
+    }
+    pinged
+}
+
+impl Publisher {
+    /// Sends publication `id` stamped `t` into `channel`.
+    async fn publish(&mut self, id: u32, channel: &str, t: u64, pad: &str) -> Result<()> {
+        match self {
+            Publisher::Centrifugo(ws) => {
+                let channel = serde_json::to_string(channel)?;
+                let cmd = format!(
+                    r#"{{"id":{id},"publish":{{"channel":{channel},"data":{{"t":{t},"p":"{pad}"}}}}}}"#
+                );
+                ws.feed(Message::Text(cmd.into()))?;
+                ws.flush().await?;
+            }
+            Publisher::Pusher(tr) => {
+                let data = format!(r#"{{"t":{t},"p":"{pad}"}}"#);
+                tr.send(id, channel, &data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a Pusher API answer.
+    fn count_answer(
+        answer: Result<(u32, u16, String)>,
+        w: Window,
+        out: &mut PhaseOut,
+        first_refusal: &mut Option<String>,
+    ) -> Result<()> {
+        let (id, status, body) = answer?;
+        if w.holds(u64::from(id)) {
+            if status == 200 {
+                out.acked += 1;
+            } else {
+                out.refused += 1;
+                first_refusal.get_or_insert_with(|| format!("HTTP {status}: {body}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the answers that have arrived, without waiting.
+    async fn take_answers(
+        &mut self,
+        w: Window,
+        out: &mut PhaseOut,
+        first_refusal: &mut Option<String>,
+    ) -> Result<()> {
+        match self {
+            Publisher::Centrifugo(ws) => {
+                while let Some(m) = ws.try_recv() {
+                    if let Message::Text(t) = m? {
+                        if count_replies(&t, w, out) {
+                            ws.send_text("{}").await?;
+                        }
+                    }
+                }
+            }
+            Publisher::Pusher(tr) => {
+                while let Some(a) = tr.try_answer() {
+                    Self::count_answer(a, w, out, first_refusal)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` for an answer and counts it.
+    async fn wait_answer(
+        &mut self,
+        wait: Duration,
+        w: Window,
+        out: &mut PhaseOut,
+        first_refusal: &mut Option<String>,
+    ) -> Result<()> {
+        match self {
+            Publisher::Centrifugo(ws) => match tokio::time::timeout(wait, ws.recv()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if count_replies(&t, w, out) {
+                        ws.send_text("{}").await?;
+                    }
+                }
+                Ok(Some(Ok(_))) | Err(_) => {}
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(None) => bail!("the publisher's connection closed"),
+            },
+            Publisher::Pusher(tr) => match tokio::time::timeout(wait, tr.answer()).await {
+                Ok(Some(a)) => Self::count_answer(a, w, out, first_refusal)?,
+                Ok(None) => bail!("the publisher's API connection closed"),
+                Err(_) => {}
+            },
+        }
+        Ok(())
+    }
+}
+
 /// Publishes into `channel` at `p.rate` (open loop), measuring after the
 /// warm-up; `expected_per_pub` deliveries of each acknowledged publication
 /// are awaited (up to `p.settle`) before returning.
 pub async fn publish_phase(
-    publisher: &mut Ws,
+    publisher: &mut Publisher,
     channel: &str,
     p: &Phase,
     rec: &Recorder,
     id: &mut u32,
     expected_per_pub: u64,
 ) -> Result<PhaseOut> {
-    let channel = serde_json::to_string(channel)?;
     let pad = "x".repeat(p.size.saturating_sub(40));
     let interval = Duration::from_secs_f64(1.0 / f64::from(p.rate.max(1)));
     let mut tick = tokio::time::interval(interval);
@@ -286,34 +469,14 @@ pub async fn publish_phase(
     let warm_end = Instant::now() + p.warmup;
     let end = warm_end + p.duration;
     let mut out = PhaseOut::default();
-    let (mut first, mut last) = (u32::MAX, 0u32);
+    let mut w = Window {
+        first: u32::MAX,
+        last: 0,
+    };
+    let mut first_refusal = None;
     let mut measuring = false;
     let mut last_report = Instant::now();
     let mut last_count = 0u64;
-    // Counts the replies to this phase's publications; true when the text
-    // holds a server ping (`{}`), which the caller answers (a run longer
-    // than ping_interval + pong_timeout would otherwise lose the publisher).
-    let count = |text: &str, first: u32, last: u32, out: &mut PhaseOut| {
-        let mut pinged = false;
-        for line in text.lines() {
-            if line == "{}" {
-                pinged = true;
-                continue;
-            }
-            let Some(rid) = number_after(line, "\"id\":") else {
-                continue;
-            };
-            if rid < u64::from(first) || rid > u64::from(last) {
-                continue;
-            }
-            if line.contains("\"error\"") {
-                out.refused += 1;
-            } else {
-                out.acked += 1;
-            }
-        }
-        pinged
-    };
     loop {
         tick.tick().await;
         let now = Instant::now();
@@ -327,23 +490,15 @@ pub async fn publish_phase(
         }
         *id = id.wrapping_add(1);
         let t = rec.now_us();
-        let cmd = format!(
-            r#"{{"id":{id},"publish":{{"channel":{channel},"data":{{"t":{t},"p":"{pad}"}}}}}}"#
-        );
-        publisher.feed(Message::Text(cmd.into()))?;
-        publisher.flush().await?;
+        publisher.publish(*id, channel, t, &pad).await?;
         if measuring {
             out.published += 1;
-            first = first.min(*id);
-            last = *id;
+            w.first = w.first.min(*id);
+            w.last = *id;
         }
-        while let Some(m) = publisher.try_recv() {
-            if let Message::Text(t) = m? {
-                if count(&t, first, last, &mut out) {
-                    publisher.send_text("{}").await?;
-                }
-            }
-        }
+        publisher
+            .take_answers(w, &mut out, &mut first_refusal)
+            .await?;
         if measuring && now.duration_since(last_report) >= Duration::from_secs(1) {
             let d = rec.deliveries.get();
             eprintln!(
@@ -364,16 +519,15 @@ pub async fn publish_phase(
         {
             break;
         }
-        match tokio::time::timeout(Duration::from_millis(20), publisher.recv()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                if count(&t, first, last, &mut out) {
-                    publisher.send_text("{}").await?;
-                }
-            }
-            Ok(Some(Ok(_))) | Err(_) => {}
-            Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(None) => bail!("the publisher's connection closed"),
-        }
+        publisher
+            .wait_answer(Duration::from_millis(20), w, &mut out, &mut first_refusal)
+            .await?;
+    }
+    if let Some(r) = first_refusal {
+        eprintln!(
+            "warning: {} publications refused, the first with {r}",
+            out.refused
+        );
     }
     Ok(out)
 }
@@ -394,6 +548,7 @@ fn phase_json(p: &Phase, out: &PhaseOut, rec: &Recorder, subscribers: usize) -> 
         },
         "deliveries_per_s": (d as f64 / p.duration.as_secs_f64().max(0.001)).round(),
         "errors": rec.ended.get(),
+        "delivery_bytes": rec.delivery_bytes.get(),
         "latency_us": rec.latency(),
         "cpu": rec.cpu_json(),
     })
@@ -413,11 +568,24 @@ pub struct FanoutArgs {
     )]
     url: Vec<String>,
     /// Where the publisher connects (default: the last `--url`; with
-    /// `--transport sse`, the WebSocket endpoint on its host and port), e.g.
-    /// a node that holds none of the subscribers, to measure across nodes.
-    /// The publisher always speaks WebSocket.
+    /// `--transport sse`, the WebSocket endpoint on its host and port; with
+    /// `--protocol pusher`, `http://` and the last `--url`'s host and port,
+    /// where the HTTP API is), e.g. a node that holds none of the
+    /// subscribers, to measure across nodes. The Centrifugo publisher
+    /// always speaks WebSocket.
     #[arg(long)]
     publish_url: Option<String>,
+    /// `pusher`: the subscribers are Pusher protocol 7 connections (on
+    /// `/app/{key}?protocol=7` of each `--url`'s host and port, unless the
+    /// `--url` names such a path already), subscribed to the public channel
+    /// `--channel`; the publisher triggers event `bench` on it through the
+    /// signed HTTP API (`POST /apps/{app_id}/events`, one keep-alive
+    /// connection, requests pipelined), the data a JSON string holding the
+    /// stamp.
+    #[arg(long, value_enum, default_value_t = Protocol::Centrifugo)]
+    protocol: Protocol,
+    #[command(flatten)]
+    pusher: PusherArgs,
     /// How the subscribers connect. `sse`: `--url` names SSE endpoints
     /// (`http://127.0.0.1:8000/connection/sse`); each subscriber
     /// subscribes, and answers pings, through `/emulation` on the same host.
@@ -477,7 +645,13 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
         a.transport.name(),
         a.url.join(", ")
     );
-    let dial = Dial::new(a.transport, &a.url, a.emulation_connections)?;
+    let dial = Dial::new(
+        a.transport,
+        a.protocol,
+        &a.pusher.pusher_key,
+        &a.url,
+        a.emulation_connections,
+    )?;
     let opened_at = Instant::now();
     let deadline = a
         .open_timeout
@@ -488,6 +662,7 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
     let header = |bench: &str| {
         json!({
             "bench": bench,
+            "protocol": a.protocol.name(),
             "transport": a.transport.name(),
             "subscribers": a.subscribers,
             "opened": opened,
@@ -501,9 +676,23 @@ pub async fn fanout(a: FanoutArgs) -> Result<()> {
         (None, Dial::Sse(clients, _)) => {
             clients.last().context("no --url")?.target().websocket_url()
         }
-        (None, Dial::WebSocket(urls)) => urls.last().context("no --url")?.clone(),
+        (None, Dial::WebSocket(urls, Protocol::Pusher)) => {
+            pusher::api_base(urls.last().context("no --url")?)?
+        }
+        (None, Dial::WebSocket(urls, Protocol::Centrifugo)) => {
+            urls.last().context("no --url")?.clone()
+        }
     };
-    let mut publisher = session(&publish_url, None).await.context("publisher")?;
+    let mut publisher = match a.protocol {
+        Protocol::Centrifugo => Publisher::Centrifugo(Box::new(
+            session(&publish_url, None).await.context("publisher")?,
+        )),
+        Protocol::Pusher => Publisher::Pusher(
+            Trigger::connect(&publish_url, &a.pusher)
+                .await
+                .context("publisher")?,
+        ),
+    };
     let mut id = 10u32;
     let rates = if a.sweep.is_empty() {
         vec![a.rate]
@@ -647,13 +836,15 @@ pub async fn isolation(a: IsolationArgs) -> Result<()> {
     let base = Instant::now();
     let big = Recorder::new(base)?;
     let opened = if a.subscribers > 0 {
-        let dial = Dial::WebSocket(vec![a.url.clone()]);
+        let dial = Dial::WebSocket(vec![a.url.clone()], Protocol::Centrifugo);
         open_subscribers(&dial, &a.channel, a.subscribers, &big, None).await?
     } else {
         0
     };
     let mut big_publisher = if opened > 0 {
-        Some(session(&a.url, None).await.context("big publisher")?)
+        Some(Publisher::Centrifugo(Box::new(
+            session(&a.url, None).await.context("big publisher")?,
+        )))
     } else {
         None
     };
@@ -682,7 +873,9 @@ pub async fn isolation(a: IsolationArgs) -> Result<()> {
                         .await
                         .context("small subscriber")?;
                     spawn_subscriber(sub, rec.clone());
-                    let mut publisher = session(&url, None).await.context("small publisher")?;
+                    let mut publisher = Publisher::Centrifugo(Box::new(
+                        session(&url, None).await.context("small publisher")?,
+                    ));
                     let _ = ready_tx.send(());
                     while !go.load(Ordering::Acquire) {
                         tokio::time::sleep(Duration::from_millis(5)).await;

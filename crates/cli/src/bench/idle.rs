@@ -3,7 +3,10 @@
 //! connections are spread over several loopback source addresses (bind
 //! before connect), each of which has its own ephemeral port range.
 //! With `--transport sse` they are SSE sessions of the gateway instead
-//! (subscribed through the emulation endpoint, pings answered there).
+//! (subscribed through the emulation endpoint, pings answered there); with
+//! `--protocol pusher`, Pusher protocol 7 connections of the gateway (each
+//! waits for `pusher:connection_established`, then subscribes to the public
+//! channel `--subscribe`, and answers with `pusher:pong`).
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -14,9 +17,10 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 use wshub_proto::frame::OpCode;
 
+use super::pusher::{self, PusherArgs};
 use super::raw::{self, Controls, Scanner, Scratch, Target};
 use super::sse::{SseClient, SseSession};
-use super::Transport;
+use super::{Protocol, Transport};
 
 /// `wshub bench idle` flags.
 #[derive(clap::Args)]
@@ -54,6 +58,16 @@ pub struct IdleArgs {
     /// memory per connection *with one subscription* can be read.
     #[arg(long, value_name = "CHANNEL")]
     subscribe: Option<String>,
+    /// `pusher`: each connection is a Pusher protocol 7 connection of the
+    /// gateway (`/app/{key}?protocol=7` on `--url`'s host and port, unless
+    /// `--url` names such a path): it waits for
+    /// `pusher:connection_established`, then (with `--subscribe`)
+    /// subscribes to that public channel, and answers every message with
+    /// `pusher:pong` (only `--pusher-key` matters here).
+    #[arg(long, value_enum, default_value_t = Protocol::Centrifugo)]
+    protocol: Protocol,
+    #[command(flatten)]
+    pusher: PusherArgs,
 }
 
 #[derive(Default)]
@@ -73,17 +87,27 @@ enum Dial {
 }
 
 pub async fn run(a: IdleArgs) -> Result<()> {
-    let dial = Rc::new(match a.transport {
-        Transport::Websocket => Dial::WebSocket(Target::parse(&a.url)?),
-        Transport::Sse => Dial::Sse(SseClient::new(&a.url, a.emulation_connections)?),
+    let dial = Rc::new(match (a.transport, a.protocol) {
+        (Transport::Websocket, Protocol::Centrifugo) => Dial::WebSocket(Target::parse(&a.url)?),
+        (Transport::Websocket, Protocol::Pusher) => Dial::WebSocket(Target::parse(
+            &pusher::client_url(&a.url, &a.pusher.pusher_key)?,
+        )?),
+        (Transport::Sse, Protocol::Centrifugo) => {
+            Dial::Sse(SseClient::new(&a.url, a.emulation_connections)?)
+        }
+        (Transport::Sse, Protocol::Pusher) => {
+            anyhow::bail!("--protocol pusher runs over WebSocket only (no --transport sse)")
+        }
     });
+    let pusher_mode = a.protocol == Protocol::Pusher;
     let sources: Vec<Option<IpAddr>> = match &a.source_ips {
         Some(s) => raw::parse_ips(s)?.into_iter().map(Some).collect(),
         None => vec![None],
     };
     eprintln!(
-        "idle: opening {} {} connections to {} from {} source address(es)",
+        "idle: opening {} {} {} connections to {} from {} source address(es)",
         a.connections,
+        a.protocol.name(),
         a.transport.name(),
         a.url,
         sources.len()
@@ -101,6 +125,22 @@ pub async fn run(a: IdleArgs) -> Result<()> {
         tokio::task::spawn_local(async move {
             let shared = task_shared;
             let held = match &*dial {
+                Dial::WebSocket(target) if pusher_mode => {
+                    let opened = raw::open(target, source, None).await;
+                    drop(permit);
+                    match opened {
+                        Ok(o) => match pusher_hello(o, channel.as_deref(), &scratch).await {
+                            Ok((stream, scanner)) => {
+                                shared.open.set(shared.open.get() + 1);
+                                let pong = raw::client_frame(pusher::PONG.as_bytes(), false, None);
+                                hold(stream, scanner, &scratch, Some(pong)).await;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
                 Dial::WebSocket(target) => {
                     let hello = gateway_hello(channel.as_deref());
                     let opened = raw::open(target, source, None).await;
@@ -114,7 +154,10 @@ pub async fn run(a: IdleArgs) -> Result<()> {
                                 }
                             }
                             shared.open.set(shared.open.get() + 1);
-                            hold(o.stream, o.scanner, &scratch, hello.is_some()).await;
+                            let pong = hello
+                                .is_some()
+                                .then(|| raw::client_frame(b"{}", false, None));
+                            hold(o.stream, o.scanner, &scratch, pong).await;
                             Ok(())
                         }
                         Err(e) => Err(e),
@@ -180,6 +223,7 @@ pub async fn run(a: IdleArgs) -> Result<()> {
     }
     let mut summary = serde_json::json!({
         "bench": "idle",
+        "protocol": a.protocol.name(),
         "transport": a.transport.name(),
         "url": a.url,
         "connections": a.connections,
@@ -217,23 +261,57 @@ fn gateway_hello(channel: Option<&str>) -> Option<bytes::Bytes> {
     Some(raw::client_frame(commands.as_bytes(), false, None))
 }
 
+/// A Pusher connection's setup after the handshake: waits for its first
+/// message (`pusher:connection_established`; the scanner counts messages
+/// without reading them), then sends `pusher:subscribe` for `channel`.
+async fn pusher_hello(
+    o: raw::Opened,
+    channel: Option<&str>,
+    scratch: &Scratch,
+) -> Result<(tokio::net::TcpStream, Scanner)> {
+    let (mut stream, mut scanner) = (o.stream, o.scanner);
+    let mut seen = o.early_messages;
+    let mut ctl = Controls::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, scratch.read_messages(&stream, &mut scanner, &mut ctl))
+            .await
+        {
+            Ok(Ok(n)) => seen += n,
+            Ok(Err(e)) => return Err(e).context("waiting for pusher:connection_established"),
+            Err(_) => anyhow::bail!("no pusher:connection_established within 10 s"),
+        }
+        if ctl.closed {
+            anyhow::bail!("the server closed the connection before connection_established");
+        }
+    }
+    if let Some(ch) = channel {
+        let sub = pusher::subscribe_message(ch);
+        stream
+            .write_all(&raw::client_frame(sub.as_bytes(), false, None))
+            .await?;
+    }
+    Ok((stream, scanner))
+}
+
 /// Holds a connection: answers WebSocket pings, and in gateway mode every
-/// data message (the replies, then the server's `{}` pings) with `{}`.
+/// data message (the replies, then the server's pings) with `pong`
+/// (Centrifugo's `{}`, `pusher:pong`).
 async fn hold(
     mut stream: tokio::net::TcpStream,
     mut scanner: Scanner,
     scratch: &Scratch,
-    gateway: bool,
+    pong: Option<bytes::Bytes>,
 ) {
     let mut ctl = Controls::default();
-    let pong = raw::client_frame(b"{}", false, None);
     loop {
         let Ok(messages) = scratch.read_messages(&stream, &mut scanner, &mut ctl).await else {
             return;
         };
-        if gateway {
+        if let Some(pong) = &pong {
             for _ in 0..messages {
-                if stream.write_all(&pong).await.is_err() {
+                if stream.write_all(pong).await.is_err() {
                     return;
                 }
             }

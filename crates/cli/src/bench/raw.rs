@@ -76,6 +76,9 @@ pub struct Opened {
     /// The frame scanner, already fed whatever arrived right behind the
     /// handshake response.
     pub scanner: Scanner,
+    /// Data messages that ended in what arrived behind the handshake
+    /// response (already counted by `scanner`).
+    pub early_messages: u64,
 }
 
 /// Connects (from `source` when given: bind before connect, so several
@@ -126,11 +129,12 @@ async fn handshake_on(
         }
         if let Some((accepted, used)) = hs.receive_response(&buf, &limits)? {
             let mut scanner = Scanner::default();
-            scanner.feed(&buf[used..], &mut Controls::default());
+            let early_messages = scanner.feed(&buf[used..], &mut Controls::default());
             return Ok(Opened {
                 stream,
                 deflate: accepted.deflate,
                 scanner,
+                early_messages,
             });
         }
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -73,17 +73,20 @@ impl HttpTarget {
 }
 
 /// A response head.
-struct Head {
-    status: u16,
-    chunked: bool,
-    content_length: Option<usize>,
+pub(super) struct Head {
+    pub(super) status: u16,
+    pub(super) chunked: bool,
+    pub(super) content_length: Option<usize>,
     /// The server will close the connection after this response.
-    close: bool,
+    pub(super) close: bool,
 }
 
 /// Reads a response head into `buf` (which may already hold some of it);
 /// returns it and leaves `buf` holding what followed it.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head> {
+pub(super) async fn read_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Head> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = parse_head(&buf[..end])?;

@@ -208,6 +208,17 @@ fn idle_bench_gateway_mode_connects_and_subscribes_every_connection() {
 
 #[test]
 fn fanout_bench_delivers_every_publication_to_every_subscriber() {
+    fanout_bench_delivers_everything("centrifugo");
+}
+
+/// The same through the Pusher front (the development defaults' demo app,
+/// triggers signed through `/apps/1/events`).
+#[test]
+fn fanout_bench_over_the_pusher_front_delivers_everything() {
+    fanout_bench_delivers_everything("pusher");
+}
+
+fn fanout_bench_delivers_everything(protocol: &str) {
     let (server, base) = wshub_serve_dev();
     let base = base.trim_start_matches("http://").to_owned();
     let mut bench = wshub();
@@ -222,6 +233,8 @@ fn fanout_bench_delivers_every_publication_to_every_subscriber() {
         "50",
         "--duration",
         "1",
+        "--protocol",
+        protocol,
     ]);
     let out = run_client_ok(
         "wshub bench fanout",
